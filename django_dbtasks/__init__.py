@@ -1,0 +1,26 @@
+"""django-dbtasks: background tasks for Django, stored in your database."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+__all__ = ["Backoff", "DbTask", "DbTaskResult", "task"]
+
+if TYPE_CHECKING:
+    from .base import DbTask, DbTaskResult, task
+    from .retry import Backoff
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that importing the package (e.g. from settings) does not load Django's
+    # task machinery before settings are configured.
+    if name in {"DbTask", "DbTaskResult", "task"}:
+        from . import base
+
+        return getattr(base, name)
+    if name == "Backoff":
+        from .retry import Backoff
+
+        return Backoff
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,80 @@
+"""The one place that knows where Django's task API lives.
+
+Django >= 6.0 ships it as ``django.tasks``; on Django 5.2 the ``django-tasks``
+backport provides the same API as ``django_tasks`` (install
+``django-dbtasks[compat]``). Everything else in this package imports from here.
+"""
+
+from __future__ import annotations
+
+import django
+from django.core.exceptions import ImproperlyConfigured
+
+if django.VERSION >= (6, 0):
+    from django.tasks import (
+        DEFAULT_TASK_BACKEND_ALIAS,
+        DEFAULT_TASK_QUEUE_NAME,
+        task_backends,
+    )
+    from django.tasks.backends.base import BaseTaskBackend
+    from django.tasks.base import (
+        TASK_MAX_PRIORITY,
+        TASK_MIN_PRIORITY,
+        Task,
+        TaskContext,
+        TaskError,
+        TaskResult,
+        TaskResultStatus,
+    )
+    from django.tasks.base import task as standard_task
+    from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
+    from django.tasks.signals import task_enqueued, task_finished, task_started
+else:  # pragma: no cover - exercised by the Django 5.2 CI job
+    try:
+        from django_tasks import (
+            DEFAULT_TASK_BACKEND_ALIAS,
+            DEFAULT_TASK_QUEUE_NAME,
+            task_backends,
+        )
+        from django_tasks.backends.base import BaseTaskBackend
+        from django_tasks.base import (  # type: ignore[attr-defined,no-redef]
+            TASK_MAX_PRIORITY,
+            TASK_MIN_PRIORITY,
+            Task,
+            TaskContext,
+            TaskError,
+            TaskResult,
+            TaskResultStatus,
+        )
+        from django_tasks.base import task as standard_task
+        from django_tasks.exceptions import (  # type: ignore[no-redef]
+            InvalidTaskError as InvalidTask,
+        )
+        from django_tasks.exceptions import TaskResultDoesNotExist
+        from django_tasks.signals import task_enqueued, task_finished, task_started
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            f"django-dbtasks on Django {django.get_version()} needs the django-tasks "
+            "backport (Django >= 6.0 has the task API built in). Install it with: "
+            "pip install 'django-dbtasks[compat]'"
+        ) from exc
+
+__all__ = [
+    "DEFAULT_TASK_BACKEND_ALIAS",
+    "DEFAULT_TASK_QUEUE_NAME",
+    "TASK_MAX_PRIORITY",
+    "TASK_MIN_PRIORITY",
+    "BaseTaskBackend",
+    "InvalidTask",
+    "Task",
+    "TaskContext",
+    "TaskError",
+    "TaskResult",
+    "TaskResultDoesNotExist",
+    "TaskResultStatus",
+    "standard_task",
+    "task_backends",
+    "task_enqueued",
+    "task_finished",
+    "task_started",
+]

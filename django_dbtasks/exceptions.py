@@ -1,0 +1,38 @@
+"""Errors raised (or recorded on jobs) by django-dbtasks."""
+
+from __future__ import annotations
+
+from .compat import InvalidTask
+
+
+class ArgumentNotSerializable(InvalidTask, TypeError):
+    """A task argument or keyword argument cannot be stored as JSON."""
+
+
+class TaskNotRegistered(LookupError):
+    """A job names a task path that no ``@task`` function in this process has."""
+
+
+class ResultTimeout(TimeoutError):
+    """``wait()`` gave up before the job finished."""
+
+
+class JobCancelled(Exception):
+    """Recorded as the error of a job cancelled before it started."""
+
+
+class JobTimedOut(Exception):
+    """Recorded as the error of an attempt stopped by the task's ``timeout``."""
+
+
+class WorkerCrashed(Exception):
+    """Recorded when the process running an attempt died (or was killed)."""
+
+
+class PoisonJob(Exception):
+    """Recorded when a job's runs killed their worker too many times in a row."""
+
+
+def exception_path(exc_type: type[BaseException]) -> str:
+    """Return the dotted path Django's ``TaskError.exception_class_path`` expects."""
+    return f"{exc_type.__module__}.{exc_type.__qualname__}"

@@ -1,0 +1,86 @@
+"""Run one claimed job's task function and describe what happened.
+
+This runs inside a pool child process (see ``pool.py``); it never touches
+the job table, so the parent alone decides what an outcome means.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from . import registry
+from .compat import TaskContext, TaskResultStatus
+from .exceptions import TaskNotRegistered, exception_path
+from .queries import ClaimedJob
+from .serialization import dumps_return_value
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one attempt, sent from the child to the parent."""
+
+    job_id: int
+    succeeded: bool
+    return_value_json: str = "null"
+    error: dict[str, Any] | None = None
+    duration: float = 0.0
+
+
+def error_entry(exc_type: type[BaseException], text: str) -> dict[str, Any]:
+    return {"exception_class_path": exception_path(exc_type), "traceback": text}
+
+
+def _call(job: ClaimedJob, worker_id: str) -> Any:
+    from .backend import DatabaseBackend
+
+    task = registry.lookup(job.task_path)
+    if task is None:
+        raise TaskNotRegistered(registry.not_registered_message(job.task_path))
+    if not task.takes_context:
+        return task.call(*job.args, **job.kwargs)
+    backend = task.get_backend()
+    from .base import DbTaskResult
+
+    result = DbTaskResult(
+        task=task,
+        id=str(job.id),
+        status=TaskResultStatus.RUNNING,
+        enqueued_at=job.enqueued_at,
+        started_at=job.started_at,
+        finished_at=None,
+        last_attempted_at=None,
+        args=job.args,
+        kwargs=job.kwargs,
+        backend=backend.alias if isinstance(backend, DatabaseBackend) else task.backend,
+        errors=[],
+        worker_ids=job.worker_ids,
+    )
+    return task.call(TaskContext(task_result=result), *job.args, **job.kwargs)
+
+
+def run(job: ClaimedJob, worker_id: str) -> Outcome:
+    """Call the job's task; any exception becomes a failed outcome with its traceback."""
+    started = time.monotonic()
+    try:
+        value = _call(job, worker_id)
+        encoded = dumps_return_value(value)
+    except Exception as exc:
+        return Outcome(
+            job_id=job.id,
+            succeeded=False,
+            error=error_entry(type(exc), "".join(traceback.format_exception(exc))),
+            duration=time.monotonic() - started,
+        )
+    return Outcome(
+        job_id=job.id,
+        succeeded=True,
+        return_value_json=encoded,
+        duration=time.monotonic() - started,
+    )
+
+
+__all__ = ["Outcome", "error_entry", "json", "run"]

@@ -1,0 +1,333 @@
+"""Every SQL statement the worker runs, each written once, named and explained.
+
+Two dialects share the same statements: PostgreSQL (production) and SQLite
+(the embedded default). Every time comparison uses the database's clock
+(``now()`` / ``STRFTIME('now')``), never a worker's, because workers on
+several hosts have skewed clocks. Every write about a claimed job carries its
+``lease_token`` (fencing): a worker that froze past its lease, and whose job
+was rescued and re-run by another, finds its late writes match no row.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.utils.dateparse import parse_datetime
+from django.utils.timezone import is_naive, make_aware
+
+from .models import Job, JobStatus, Worker
+
+JOB = Job._meta.db_table
+WORKER = Worker._meta.db_table
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """What a worker needs from a job row it has just claimed."""
+
+    id: int
+    task_path: str
+    queue_name: str
+    priority: int
+    args: list[Any]
+    kwargs: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    lease_token: str
+    enqueued_at: datetime | None
+    started_at: datetime | None
+    worker_ids: list[str]
+
+
+class Dialect:
+    """The few spellings that differ between PostgreSQL and SQLite."""
+
+    def __init__(self, connection: BaseDatabaseWrapper) -> None:
+        self.postgres = connection.vendor == "postgresql"
+        if self.postgres:
+            self.now = "now()"
+        else:
+            self.now = "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now')"
+
+    def now_plus(self) -> str:
+        """SQL for the database's now plus a parameter of seconds."""
+        if self.postgres:
+            return "(now() + make_interval(secs => %s))"
+        return "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now', %s)"
+
+    def seconds(self, value: float) -> Any:
+        """The parameter ``now_plus()`` expects for ``value`` seconds."""
+        return float(value) if self.postgres else f"{float(value):+.3f} seconds"
+
+    def append_json(self, column: str) -> str:
+        """SQL appending one JSON value (given as a text parameter) to a JSON array."""
+        if self.postgres:
+            return f"{column} || jsonb_build_array(%s::jsonb)"
+        return f"json_insert({column}, '$[#]', json(%s))"
+
+    def new_token(self) -> str:
+        if self.postgres:
+            return "gen_random_uuid()"
+        return "lower(hex(randomblob(16)))"
+
+    def in_list(self, column: str, values: list[str]) -> tuple[str, list[Any]]:
+        if self.postgres:
+            return f"{column} = ANY(%s)", [list(values)]
+        return f"{column} IN ({', '.join(['%s'] * len(values))})", list(values)
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _when(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        parsed = value
+    else:
+        parsed = parse_datetime(str(value))
+    if parsed is not None and is_naive(parsed):
+        parsed = make_aware(parsed, timezone=UTC)
+    return parsed
+
+
+def _token(value: Any) -> str:
+    return uuid.UUID(str(value)).hex
+
+
+CLAIM_COLUMNS = (
+    "id, task_path, queue_name, priority, args, kwargs, attempts, max_attempts, "
+    "lease_token, enqueued_at, started_at, worker_ids"
+)
+
+
+def claim(
+    connection: BaseDatabaseWrapper,
+    queues: list[str],
+    limit: int,
+    worker_id: str,
+    lease_seconds: float,
+) -> list[ClaimedJob]:
+    """Claim up to ``limit`` ready jobs, highest priority first, then oldest.
+
+    PostgreSQL: candidates are picked and locked with ``FOR NO KEY UPDATE
+    SKIP LOCKED`` in a ``MATERIALIZED`` CTE (so the planner cannot turn the
+    LIMIT into a nested loop that locks more rows), and marked RUNNING by the
+    same statement, so two workers never claim one job and never wait on each
+    other. The CTE walks the partial index ``dbtasks_job_ready`` in order.
+    SQLite: one ``UPDATE ... RETURNING`` statement takes the database's write
+    lock before it reads, so concurrent worker processes on one file are
+    serialised by SQLite itself.
+    """
+    d = Dialect(connection)
+    queue_sql, queue_params = d.in_list("queue_name", queues)
+    candidates = (
+        f"SELECT id FROM {JOB} WHERE status = 'READY' AND run_after <= {d.now} "
+        f"AND {queue_sql} ORDER BY priority DESC, run_after, id LIMIT %s"
+    )
+    assignments = (
+        f"status = 'RUNNING', attempts = attempts + 1, "
+        f"started_at = COALESCE(started_at, {d.now}), last_attempted_at = {d.now}, "
+        f"claimed_by = %s, lease_token = {d.new_token()}, "
+        f"lease_expires_at = {d.now_plus()}, "
+        f"worker_ids = {d.append_json('worker_ids')}"
+    )
+    assign_params = [worker_id, d.seconds(lease_seconds), json.dumps(worker_id)]
+    if d.postgres:
+        sql = (
+            f"WITH candidates AS MATERIALIZED ({candidates} FOR NO KEY UPDATE SKIP LOCKED) "
+            f"UPDATE {JOB} AS job SET {assignments} FROM candidates "
+            f"WHERE job.id = candidates.id RETURNING "
+            + ", ".join(f"job.{c.strip()}" for c in CLAIM_COLUMNS.split(","))
+        )
+        params = [*queue_params, limit, *assign_params]
+    else:
+        sql = f"UPDATE {JOB} SET {assignments} WHERE id IN ({candidates}) RETURNING {CLAIM_COLUMNS}"
+        params = [*assign_params, *queue_params, limit]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    jobs = [
+        ClaimedJob(
+            id=row[0],
+            task_path=row[1],
+            queue_name=row[2],
+            priority=row[3],
+            args=_json(row[4]),
+            kwargs=_json(row[5]),
+            attempts=row[6],
+            max_attempts=row[7],
+            lease_token=_token(row[8]),
+            enqueued_at=_when(row[9]),
+            started_at=_when(row[10]),
+            worker_ids=_json(row[11]),
+        )
+        for row in rows
+    ]
+    jobs.sort(key=lambda job: (-job.priority, job.id))
+    return jobs
+
+
+def _token_param(d: Dialect, token: str) -> Any:
+    return uuid.UUID(token) if d.postgres else uuid.UUID(token).hex
+
+
+def complete(
+    connection: BaseDatabaseWrapper, job_id: int, token: str, return_value_json: str
+) -> bool:
+    """Mark a job SUCCESSFUL, if this worker still holds its lease."""
+    d = Dialect(connection)
+    sql = (
+        f"UPDATE {JOB} SET status = 'SUCCESSFUL', return_value = %s, "
+        f"finished_at = {d.now}, claimed_by = '', lease_token = NULL, "
+        f"lease_expires_at = NULL, crashes = 0 "
+        f"WHERE id = %s AND lease_token = %s AND status = 'RUNNING'"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [return_value_json, job_id, _token_param(d, token)])
+        return cursor.rowcount == 1
+
+
+def fail_attempt(
+    connection: BaseDatabaseWrapper,
+    job_id: int,
+    token: str,
+    error: dict[str, Any],
+    retry_in: float | None,
+) -> bool:
+    """Record a failed attempt: back to READY after ``retry_in`` s, or FAILED if None.
+
+    Applies only while this worker still holds the job's lease.
+    """
+    d = Dialect(connection)
+    if retry_in is None:
+        outcome = f"status = 'FAILED', finished_at = {d.now}"
+        outcome_params: list[Any] = []
+    else:
+        outcome = f"status = 'READY', run_after = {d.now_plus()}"
+        outcome_params = [d.seconds(retry_in)]
+    sql = (
+        f"UPDATE {JOB} SET {outcome}, errors = {d.append_json('errors')}, "
+        f"claimed_by = '', lease_token = NULL, lease_expires_at = NULL, crashes = 0 "
+        f"WHERE id = %s AND lease_token = %s AND status = 'RUNNING'"
+    )
+    params = [*outcome_params, json.dumps(error), job_id, _token_param(d, token)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount == 1
+
+
+def release(connection: BaseDatabaseWrapper, worker_id: str) -> int:
+    """Put every job this worker still runs back to READY, its attempt not counted.
+
+    Used on shutdown when the grace period runs out: the jobs run again on
+    another worker, as if this one had never claimed them.
+    """
+    d = Dialect(connection)
+    sql = (
+        f"UPDATE {JOB} SET status = 'READY', attempts = attempts - 1, run_after = {d.now}, "
+        f"claimed_by = '', lease_token = NULL, lease_expires_at = NULL "
+        f"WHERE claimed_by = %s AND status = 'RUNNING'"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [worker_id])
+        return cursor.rowcount
+
+
+def rescue_expired(
+    connection: BaseDatabaseWrapper, max_crashes: int, poison_error: dict[str, Any]
+) -> list[tuple[int, str, str]]:
+    """Take back RUNNING jobs whose lease expired: their worker died or froze.
+
+    A worker's death is not the job's failure, so the attempt is given back
+    and the job is READY again; only after ``max_crashes`` such runs in a row
+    is it FAILED as poison. Safe when several workers rescue at once: the
+    WHERE clause is re-checked on the locked row, so each job is taken once.
+    Returns ``(id, task_path, new_status)`` per rescued job.
+    """
+    d = Dialect(connection)
+    poisoned = "crashes + 1 >= %s"
+    sql = (
+        f"UPDATE {JOB} SET "
+        f"status = CASE WHEN {poisoned} THEN 'FAILED' ELSE 'READY' END, "
+        f"finished_at = CASE WHEN {poisoned} THEN {d.now} ELSE NULL END, "
+        f"errors = CASE WHEN {poisoned} THEN {d.append_json('errors')} ELSE errors END, "
+        f"attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, "
+        f"crashes = crashes + 1, run_after = {d.now}, "
+        f"claimed_by = '', lease_token = NULL, lease_expires_at = NULL "
+        f"WHERE status = 'RUNNING' AND lease_expires_at < {d.now} "
+        f"RETURNING id, task_path, status"
+    )
+    params = [max_crashes, max_crashes, max_crashes, json.dumps(poison_error)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [(row[0], row[1], row[2]) for row in cursor.fetchall()]
+
+
+def register_worker(
+    connection: BaseDatabaseWrapper,
+    worker_id: str,
+    hostname: str,
+    pid: int,
+    queues: list[str],
+    concurrency: int,
+) -> None:
+    d = Dialect(connection)
+    sql = (
+        f"INSERT INTO {WORKER} (id, hostname, pid, queues, concurrency, started_at, "
+        f"last_heartbeat_at) VALUES (%s, %s, %s, %s, %s, {d.now}, {d.now})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [worker_id, hostname, pid, json.dumps(queues), concurrency])
+
+
+def heartbeat(connection: BaseDatabaseWrapper, worker_id: str, lease_seconds: float) -> int:
+    """Prove this worker is alive and extend the lease of every job it runs."""
+    d = Dialect(connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {WORKER} SET last_heartbeat_at = {d.now}, stopped_at = NULL WHERE id = %s",
+            [worker_id],
+        )
+        cursor.execute(
+            f"UPDATE {JOB} SET lease_expires_at = {d.now_plus()} "
+            f"WHERE claimed_by = %s AND status = 'RUNNING'",
+            [d.seconds(lease_seconds), worker_id],
+        )
+        return cursor.rowcount
+
+
+def mark_worker_stopped(connection: BaseDatabaseWrapper, worker_id: str) -> None:
+    d = Dialect(connection)
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {WORKER} SET stopped_at = {d.now} WHERE id = %s", [worker_id])
+
+
+def delete_dead_workers(connection: BaseDatabaseWrapper, retention_seconds: float) -> int:
+    """Forget workers whose last heartbeat is older than the retention period."""
+    d = Dialect(connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {WORKER} WHERE last_heartbeat_at < {d.now_plus()}",
+            [d.seconds(-retention_seconds)],
+        )
+        return cursor.rowcount
+
+
+def cancel(connection: BaseDatabaseWrapper, job_id: int, error: dict[str, Any]) -> bool:
+    """Cancel a job that has not started (it is READY); return whether it was."""
+    d = Dialect(connection)
+    sql = (
+        f"UPDATE {JOB} SET status = 'CANCELLED', finished_at = {d.now}, "
+        f"errors = {d.append_json('errors')} WHERE id = %s AND status = 'READY'"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [json.dumps(error), job_id])
+        return cursor.rowcount == 1
+
+
+__all__ = ["JobStatus", "ClaimedJob", "claim", "complete", "fail_attempt", "release"]

@@ -1,0 +1,81 @@
+"""Settings for the test suite: PostgreSQL when DATABASE_URL is set, else SQLite.
+
+Worker subprocesses started by the tests use these settings too; they are
+pointed at the test database through DBTASKS_TEST_DB_NAME.
+"""
+
+import os
+import tempfile
+
+import dj_database_url
+
+SECRET_KEY = "tests-only-not-secret"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["*"]
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.admin",
+    "django_dbtasks",
+    "tests.testapp",
+]
+
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
+else:
+    sqlite_dir = os.environ.setdefault("DBTASKS_SQLITE_DIR", tempfile.mkdtemp(prefix="dbtasks-"))
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.path.join(sqlite_dir, "main.sqlite3"),
+            "TEST": {"NAME": os.path.join(sqlite_dir, "test.sqlite3")},
+            "OPTIONS": {"timeout": 30, "init_command": "PRAGMA journal_mode=WAL;"},
+        }
+    }
+if os.environ.get("DBTASKS_TEST_DB_NAME"):
+    DATABASES["default"]["NAME"] = os.environ["DBTASKS_TEST_DB_NAME"]
+
+TASKS = {
+    "default": {
+        "BACKEND": "django_dbtasks.backend.DatabaseBackend",
+        "QUEUES": ["default", "emails", "low"],
+        "OPTIONS": {
+            "POLL_INTERVAL": 0.05,
+            "HEARTBEAT_INTERVAL": float(os.environ.get("DBTASKS_TEST_HEARTBEAT", "0.5")),
+            "LEASE": float(os.environ.get("DBTASKS_TEST_LEASE", "3")),
+        },
+    }
+}
+
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+ROOT_URLCONF = "tests.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"django_dbtasks": {"handlers": ["console"], "level": "INFO"}},
+}

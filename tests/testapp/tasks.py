@@ -1,0 +1,93 @@
+"""Tasks the test suite enqueues; each records its runs in ``Execution``."""
+
+import asyncio
+import os
+import time
+
+from asgiref.sync import sync_to_async
+
+from django_dbtasks import Backoff, task
+from django_dbtasks.compat import standard_task
+
+from .models import Execution
+
+
+def record(label, job_id=""):
+    Execution.objects.create(label=label, job_id=str(job_id), pid=os.getpid())
+
+
+@task()
+def add(a, b):
+    return a + b
+
+
+@standard_task()
+def standard_multiply(a, b):
+    """Defined with Django's own decorator: must work unchanged on our backend."""
+    return a * b
+
+
+@task()
+def noop():
+    return None
+
+
+@task()
+def boom(message="boom"):
+    raise ValueError(message)
+
+
+@task(takes_context=True)
+def record_run(context, label):
+    record(label, context.task_result.id)
+    return label
+
+
+@task(takes_context=True, queue_name="emails")
+def record_email(context, label):
+    record(label, context.task_result.id)
+    return label
+
+
+@task(takes_context=True)
+def sleep_then_record(context, seconds, label):
+    time.sleep(seconds)
+    record(label, context.task_result.id)
+    return label
+
+
+@task(max_attempts=3, retry_delay=Backoff(base=0.3, factor=2, jitter=0.2), takes_context=True)
+def flaky(context, label, failures):
+    """Fail the first ``failures`` attempts, then succeed."""
+    record(label, context.task_result.id)
+    if context.attempt <= failures:
+        raise ConnectionError(f"attempt {context.attempt} failed")
+    return context.attempt
+
+
+@task(takes_context=True)
+async def async_double(context, value):
+    await asyncio.sleep(0)
+    await sync_to_async(record)("async", context.task_result.id)
+    return value * 2
+
+
+@task(timeout=1, max_attempts=2, retry_delay=0)
+def sleeps_forever():
+    time.sleep(60)
+
+
+@task(timeout=1)
+def spins_forever():
+    while True:
+        pass
+
+
+@task()
+def exits_hard():
+    os._exit(1)
+
+
+@task()
+def returns_a_set():
+    return {1, 2}
