@@ -92,6 +92,10 @@ class DatabaseBackend(BaseTaskBackend):
 
     # Enqueueing
 
+    def validate_task(self, task: Task) -> None:
+        self.config  # noqa: B018 - raises the configuration error, if any, first
+        super().validate_task(task)
+
     def _new_job(self, task: Task, args: Iterable[Any], kwargs: dict[str, Any]) -> Any:
         from .models import Job
 

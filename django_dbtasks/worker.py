@@ -107,7 +107,7 @@ class Worker:
 
     def start(self) -> None:
         registry.autodiscover()
-        self._check_database()
+        self.check_database()
         queries.register_worker(
             self.connection,
             self.id,
@@ -131,7 +131,8 @@ class Worker:
         )
         logger.info("worker=%s tasks=%s", self.id, ", ".join(registry.registered_paths()))
 
-    def _check_database(self) -> None:
+    def check_database(self) -> None:
+        """Raise ``DatabaseUnavailable`` with advice if the job table cannot be reached."""
         from .models import Job
 
         alias = self.config.DATABASE

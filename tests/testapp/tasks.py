@@ -91,3 +91,9 @@ def exits_hard():
 @task()
 def returns_a_set():
     return {1, 2}
+
+
+@task(max_attempts=3, retry_delay=0.1, takes_context=True)
+def always_fails(context, label):
+    record(label, context.task_result.id)
+    raise RuntimeError(f"failure number {context.attempt}")

@@ -40,6 +40,9 @@ class Command(BaseCommand):
         "SIGTERM or Ctrl-C stops taking jobs and lets running ones finish within the "
         "grace period; a second signal exits at once (unfinished jobs run again later)."
     )
+    # System checks run in handle(), after the database is known to be reachable:
+    # some checks query it, and "connection refused" deserves a clear message.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -92,6 +95,8 @@ class Command(BaseCommand):
             ),
         )
         try:
+            worker.check_database()
+            self.check()
             code = worker.run()
         except DatabaseUnavailable as error:
             raise CommandError(str(error))

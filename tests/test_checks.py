@@ -1,0 +1,76 @@
+"""Configuration mistakes are caught by ``manage.py check`` with a clear message."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import override_settings
+
+from django_dbtasks.backend import DatabaseBackend
+from django_dbtasks.checks import check_backend
+
+from .testapp import tasks
+
+BACKEND = "django_dbtasks.backend.DatabaseBackend"
+
+
+def messages_for(params):
+    return [(m.id, m.msg) for m in check_backend(DatabaseBackend("default", params))]
+
+
+def test_a_correct_configuration_has_no_messages():
+    assert messages_for({"BACKEND": BACKEND}) == []
+
+
+def test_unknown_option_is_named_with_the_valid_ones():
+    [(code, msg)] = messages_for({"BACKEND": BACKEND, "OPTIONS": {"POLL_INTERVALL": 1}})
+    assert code == "django_dbtasks.E001"
+    assert "unknown option(s) POLL_INTERVALL" in msg and "POLL_INTERVAL" in msg
+
+
+def test_wrong_option_type_is_named():
+    [(_, msg)] = messages_for({"BACKEND": BACKEND, "OPTIONS": {"LEASE": "30"}})
+    assert "['LEASE'] must be float, got '30'" in msg
+
+
+def test_lease_shorter_than_two_heartbeats_is_refused():
+    [(_, msg)] = messages_for(
+        {"BACKEND": BACKEND, "OPTIONS": {"LEASE": 5, "HEARTBEAT_INTERVAL": 5}}
+    )
+    assert "LEASE" in msg and "at least twice" in msg and "HEARTBEAT_INTERVAL" in msg
+
+
+def test_unknown_database_alias_is_refused():
+    [(_, msg)] = messages_for({"BACKEND": BACKEND, "OPTIONS": {"DATABASE": "jobs"}})
+    assert "'jobs', which is not in DATABASES" in msg
+
+
+def test_empty_queues_is_refused():
+    [(code, _)] = messages_for({"BACKEND": BACKEND, "QUEUES": []})
+    assert code == "django_dbtasks.E004"
+
+
+def test_app_missing_from_installed_apps_is_explained():
+    with override_settings(INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth"]):
+        backend = DatabaseBackend("default", {"BACKEND": BACKEND})
+    [message] = check_backend(backend)
+    assert "'django_dbtasks' is not in INSTALLED_APPS" in message.msg
+    with pytest.raises(ImproperlyConfigured, match="not in INSTALLED_APPS"):
+        backend.enqueue(tasks.add, (1, 2), {})
+
+
+@pytest.mark.django_db
+def test_manage_py_check_reports_a_misconfigured_backend():
+    tasks_setting = {"default": {"BACKEND": BACKEND, "OPTIONS": {"LEASE": -1}}}
+    with override_settings(TASKS=tasks_setting), pytest.raises(SystemCheckError) as excinfo:
+        call_command("check")
+    assert "django_dbtasks.E001" in str(excinfo.value)
+    assert "['LEASE'] must be a positive number" in str(excinfo.value)
+
+
+def test_use_tz_false_is_refused():
+    with override_settings(USE_TZ=False):
+        ids = [m.id for m in check_backend(DatabaseBackend("default", {"BACKEND": BACKEND}))]
+    assert "django_dbtasks.E003" in ids
