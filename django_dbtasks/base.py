@@ -26,23 +26,30 @@ from .retry import Backoff, RetryDelay, delay_for
 
 Calls = Iterable[tuple[Iterable[Any], dict[str, Any]]]
 
+#: The retry delay of tasks that set none: 1 s, 2 s, 4 s, ... up to an hour, with jitter.
+DEFAULT_BACKOFF = Backoff()
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DbTask(Task):
     #: Attempts before the job is FAILED for good (a worker crash does not use one).
     max_attempts: int = 1
     #: Seconds between attempts: a number, a ``Backoff``, or ``f(attempt) -> seconds``.
-    retry_delay: RetryDelay = Backoff()
+    retry_delay: RetryDelay = DEFAULT_BACKOFF
     #: Seconds an attempt may run before it is stopped and counted as failed.
     timeout: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
-            raise InvalidTask(f"max_attempts must be a whole number >= 1, got {self.max_attempts!r}.")
+            raise InvalidTask(
+                f"max_attempts must be a whole number >= 1, got {self.max_attempts!r}."
+            )
         if self.timeout is not None and not (
             isinstance(self.timeout, int | float) and self.timeout > 0
         ):
-            raise InvalidTask(f"timeout must be a positive number of seconds, got {self.timeout!r}.")
+            raise InvalidTask(
+                f"timeout must be a positive number of seconds, got {self.timeout!r}."
+            )
         if not (callable(self.retry_delay) or isinstance(self.retry_delay, int | float)):
             raise InvalidTask(
                 "retry_delay must be seconds, a Backoff(...) or a function of the attempt "
@@ -61,7 +68,7 @@ class DbTask(Task):
         pairs = [(tuple(args), dict(kwargs)) for args, kwargs in calls]
         if hasattr(backend, "enqueue_many"):
             return cast(list[TaskResult], backend.enqueue_many(self, pairs))
-        return [backend.enqueue(self, args, kwargs) for args, kwargs in pairs]
+        return [backend.enqueue(self, list(args), kwargs) for args, kwargs in pairs]
 
     def retry_delay_after(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt``."""
@@ -69,7 +76,7 @@ class DbTask(Task):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DbTaskResult(TaskResult):
+class DbTaskResult(TaskResult):  # type: ignore[misc]  # the stubs miss that it is frozen
     """A standard ``TaskResult`` that can also wait for its job and cancel it."""
 
     def wait(self, timeout: float | None = None, interval: float = 0.05) -> DbTaskResult:
@@ -107,7 +114,7 @@ def task(
     backend: str = DEFAULT_TASK_BACKEND_ALIAS,
     takes_context: bool = False,
     max_attempts: int = 1,
-    retry_delay: RetryDelay = Backoff(),
+    retry_delay: RetryDelay = DEFAULT_BACKOFF,
     timeout: float | None = None,
 ) -> Any:
     """Django's ``@task`` decorator with ``max_attempts``, ``retry_delay`` and ``timeout``."""

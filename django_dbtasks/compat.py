@@ -7,10 +7,13 @@ backport provides the same API as ``django_tasks`` (install
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import django
 from django.core.exceptions import ImproperlyConfigured
 
-if django.VERSION >= (6, 0):
+# Type checking runs against Django 6's stubs; the else branch is the 5.2 fallback.
+if TYPE_CHECKING or django.VERSION >= (6, 0):
     from django.tasks import (
         DEFAULT_TASK_BACKEND_ALIAS,
         DEFAULT_TASK_QUEUE_NAME,

@@ -262,7 +262,7 @@ def rescue_expired(
         f"WHERE status = 'RUNNING' AND lease_expires_at < {d.now} "
         f"RETURNING id, task_path, status"
     )
-    params = [max_crashes, max_crashes, max_crashes, json.dumps(poison_error)]
+    params: list[Any] = [max_crashes, max_crashes, max_crashes, json.dumps(poison_error)]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [(row[0], row[1], row[2]) for row in cursor.fetchall()]

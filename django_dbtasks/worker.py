@@ -24,7 +24,7 @@ from . import queries, registry
 from .backend import DatabaseBackend
 from .base import DbTaskResult
 from .compat import TaskError, TaskResultStatus, task_finished, task_started
-from .exceptions import PoisonJob, TaskNotRegistered, exception_path
+from .exceptions import PoisonJob, TaskNotRegistered
 from .execution import Outcome, error_entry
 from .pool import Finished, Pool
 from .queries import ClaimedJob
@@ -159,9 +159,7 @@ class Worker:
         self._flush_pending()
         released = self._db(lambda: queries.release(self.connection, self.id)) or 0
         if released:
-            logger.warning(
-                "worker=%s put %d unfinished job(s) back to READY", self.id, released
-            )
+            logger.warning("worker=%s put %d unfinished job(s) back to READY", self.id, released)
         self._db(lambda: queries.mark_worker_stopped(self.connection, self.id))
         self._restore_signal_handlers()
         connections.close_all()
@@ -281,9 +279,7 @@ class Worker:
                 self.pending.extend(pending[index + 1 :])
                 return
 
-    def _log_outcome(
-        self, job: ClaimedJob, outcome: Outcome, status: str, applied: bool
-    ) -> None:
+    def _log_outcome(self, job: ClaimedJob, outcome: Outcome, status: str, applied: bool) -> None:
         if not applied:
             logger.warning(
                 "job=%s task=%s outcome=DISCARDED duration=%.3fs worker=%s reason=lease lost "
@@ -373,9 +369,7 @@ class Worker:
         if now >= self.timers.cleanup:
             self.timers.cleanup = now + WORKER_CLEANUP_INTERVAL
             self._db(
-                lambda: queries.delete_dead_workers(
-                    self.connection, self.config.WORKER_RETENTION
-                )
+                lambda: queries.delete_dead_workers(self.connection, self.config.WORKER_RETENTION)
             )
 
     def _db(self, operation: Callable[[], T]) -> T | None:

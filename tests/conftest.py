@@ -54,7 +54,7 @@ class WorkerProcess:
         log = ROOT / ".artifacts"
         log.mkdir(exist_ok=True)
         self.log_path = log / f"worker-{os.getpid()}-{time.monotonic_ns()}.log"
-        self.log_file = open(self.log_path, "w")  # noqa: SIM115
+        self.log_file = open(self.log_path, "w")
         self.process = subprocess.Popen(
             manage("runtasks", *args),
             env=worker_env(**env),

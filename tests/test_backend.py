@@ -38,7 +38,7 @@ def test_enqueue_writes_a_ready_row_and_returns_a_standard_result():
     assert result.status == TaskResultStatus.READY
     assert result.enqueued_at == job.enqueued_at
     with pytest.raises(ValueError, match="not finished"):
-        result.return_value
+        _ = result.return_value
 
 
 def test_standard_decorator_returns_our_task_class_and_enqueues():
@@ -139,7 +139,9 @@ def test_model_instance_argument_is_refused_with_advice():
     [({1, 2}, "set (builtins.set)"), (b"raw", "bytes (builtins.bytes)"), (float("nan"), "float")],
 )
 def test_non_json_arguments_are_refused_naming_the_type(value, named):
-    with pytest.raises(ArgumentNotSerializable, match=re.escape(f"keyword argument 'b' is a {named}")):
+    with pytest.raises(
+        ArgumentNotSerializable, match=re.escape(f"keyword argument 'b' is a {named}")
+    ):
         tasks.add.enqueue(1, b={"nested": [value]})
     assert not Job.objects.exists()
 

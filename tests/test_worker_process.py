@@ -74,7 +74,12 @@ def test_return_value_that_is_not_json_fails_clearly():
 
 
 def test_priority_then_age_decides_the_order():
-    for label, priority in [("low", -10), ("first-normal", 0), ("urgent", 50), ("second-normal", 0)]:
+    for label, priority in [
+        ("low", -10),
+        ("first-normal", 0),
+        ("urgent", 50),
+        ("second-normal", 0),
+    ]:
         tasks.record_run.using(priority=priority).enqueue(label)
     assert run_worker("--concurrency", "1").returncode == 0
     order = list(Execution.objects.order_by("id").values_list("label", flat=True))

@@ -8,3 +8,6 @@ class Execution(models.Model):
     job_id = models.CharField(max_length=40, blank=True)
     pid = models.IntegerField(default=0)
     at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.label} (job {self.job_id})"
