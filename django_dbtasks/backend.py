@@ -13,7 +13,7 @@ from typing import Any
 from django.apps import apps
 from django.core import checks as django_checks
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections, transaction
+from django.db import IntegrityError, connections, transaction
 
 from . import queries, registry
 from .base import DbTask, DbTaskResult
@@ -108,6 +108,7 @@ class DatabaseBackend(BaseTaskBackend):
             args=args,
             kwargs=kwargs,
             max_attempts=getattr(task, "max_attempts", 1),
+            unique_key=task.unique_key(args, kwargs) if isinstance(task, DbTask) else None,
         )
         if task.run_after is not None:
             job.run_after = task.run_after
@@ -116,10 +117,41 @@ class DatabaseBackend(BaseTaskBackend):
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> DbTaskResult:
         self.validate_task(task)
         job = self._new_job(task, args, kwargs)
-        job.save(using=self.database, force_insert=True)
+        if job.unique_key is not None:
+            existing = self._insert_unique(job)
+            if existing is not None:
+                return self.result_from_job(existing, task)
+        else:
+            job.save(using=self.database, force_insert=True)
         result = self.result_from_job(job, task)
         task_enqueued.send(type(self), task_result=result)
         return result
+
+    def _insert_unique(self, job: Any) -> Any:
+        """Insert a unique job, or return the unfinished job that has its key.
+
+        The partial unique index decides: a racing insert of the same key
+        waits for the first one's transaction and then fails, and we return
+        the winner. If the winner finished in between, we try again.
+        """
+        from .models import Job
+
+        for _ in range(10):
+            try:
+                with transaction.atomic(using=self.database):
+                    job.save(using=self.database, force_insert=True)
+                return None
+            except IntegrityError:
+                job.pk = None
+                existing = (
+                    Job.objects.using(self.database)
+                    .filter(task_path=job.task_path, unique_key=job.unique_key)
+                    .filter(status__in=["READY", "RUNNING"])
+                    .first()
+                )
+                if existing is not None:
+                    return existing
+        raise IntegrityError(f"Could not enqueue unique job {job.task_path} (key {job.unique_key}).")
 
     def enqueue_many(
         self, task: Task, calls: Iterable[tuple[Iterable[Any], dict[str, Any]]]
@@ -128,6 +160,10 @@ class DatabaseBackend(BaseTaskBackend):
         from .models import Job
 
         self.validate_task(task)
+        if getattr(task, "unique", None):
+            # Each unique job may turn out to be a duplicate: one by one, one transaction.
+            with transaction.atomic(using=self.database):
+                return [self.enqueue(task, list(args), kwargs) for args, kwargs in calls]
         jobs = [self._new_job(task, args, kwargs) for args, kwargs in calls]
         with transaction.atomic(using=self.database):
             Job.objects.using(self.database).bulk_create(jobs, batch_size=5000)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from . import registry
+from . import unique as uniqueness
 from .compat import (
     DEFAULT_TASK_BACKEND_ALIAS,
     DEFAULT_TASK_QUEUE_NAME,
@@ -38,6 +39,8 @@ class DbTask(Task):
     retry_delay: RetryDelay = DEFAULT_BACKOFF
     #: Seconds an attempt may run before it is stopped and counted as failed.
     timeout: float | None = None
+    #: At most one unfinished job per key: True (all arguments), argument name(s), or f(...).
+    unique: uniqueness.Unique = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
@@ -55,6 +58,7 @@ class DbTask(Task):
                 "retry_delay must be seconds, a Backoff(...) or a function of the attempt "
                 f"number, got {self.retry_delay!r}."
             )
+        uniqueness.validate(self.func, self.unique, self.takes_context)
         Task.__post_init__(self)
         registry.register(self)
 
@@ -69,6 +73,10 @@ class DbTask(Task):
         if hasattr(backend, "enqueue_many"):
             return cast(list[TaskResult], backend.enqueue_many(self, pairs))
         return [backend.enqueue(self, list(args), kwargs) for args, kwargs in pairs]
+
+    def unique_key(self, args: Any, kwargs: dict[str, Any]) -> str | None:
+        """The key that identifies this call among unfinished jobs, if the task is unique."""
+        return uniqueness.key_for(self.func, self.unique, self.takes_context, args, kwargs)
 
     def retry_delay_after(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt``."""
@@ -116,8 +124,9 @@ def task(
     max_attempts: int = 1,
     retry_delay: RetryDelay = DEFAULT_BACKOFF,
     timeout: float | None = None,
+    unique: uniqueness.Unique = None,
 ) -> Any:
-    """Django's ``@task`` decorator with ``max_attempts``, ``retry_delay`` and ``timeout``."""
+    """Django's ``@task`` decorator plus ``max_attempts``, ``retry_delay``, ``timeout``, ``unique``."""
 
     def wrapper(func: Callable[..., Any]) -> DbTask:
         return DbTask(
@@ -129,6 +138,7 @@ def task(
             max_attempts=max_attempts,
             retry_delay=retry_delay,
             timeout=timeout,
+            unique=unique,
         )
 
     if function is not None:

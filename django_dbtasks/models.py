@@ -84,6 +84,10 @@ class Job(models.Model):
         default=list, blank=True, help_text=_("The worker of each run, in order.")
     )
 
+    # Set for tasks declared ``unique``: at most one READY or RUNNING job per
+    # (task_path, unique_key), enforced by a partial unique index.
+    unique_key = models.CharField(max_length=64, null=True, blank=True)
+
     # The current claim: who holds the job, the fencing token every later
     # write must present, and until when the claim holds without a heartbeat.
     claimed_by = models.CharField(max_length=64, blank=True, default="")
@@ -111,6 +115,11 @@ class Job(models.Model):
             models.Index(fields=["task_path", "status"], name="dbtasks_job_task_status"),
         ]
         constraints = [
+            models.UniqueConstraint(
+                fields=["task_path", "unique_key"],
+                condition=models.Q(status__in=["READY", "RUNNING"], unique_key__isnull=False),
+                name="dbtasks_job_unique_unfinished",
+            ),
             models.CheckConstraint(
                 condition=models.Q(priority__gte=TASK_MIN_PRIORITY)
                 & models.Q(priority__lte=TASK_MAX_PRIORITY),

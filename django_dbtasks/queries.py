@@ -221,20 +221,29 @@ def fail_attempt(
         return cursor.rowcount == 1
 
 
-def release(connection: BaseDatabaseWrapper, worker_id: str) -> int:
-    """Put every job this worker still runs back to READY, its attempt not counted.
+def release(
+    connection: BaseDatabaseWrapper, worker_id: str, keep_tokens: list[str] | tuple = ()
+) -> int:
+    """Put this worker's RUNNING jobs back to READY, their attempt not counted.
 
-    Used on shutdown when the grace period runs out: the jobs run again on
-    another worker, as if this one had never claimed them.
+    Every job claimed by ``worker_id`` is released except those whose token is
+    in ``keep_tokens``. On shutdown nothing is kept: the jobs run again on
+    another worker, as if never claimed. At each heartbeat the worker keeps
+    the jobs it is running, so this releases only claims it lost track of
+    (a claim that committed while the connection dropped before the reply).
     """
     d = Dialect(connection)
+    keep_sql, keep_params = "", []
+    if keep_tokens:
+        in_sql, keep_params = d.in_list("lease_token", [_token_param(d, t) for t in keep_tokens])
+        keep_sql = f" AND NOT ({in_sql})"
     sql = (
         f"UPDATE {JOB} SET status = 'READY', attempts = attempts - 1, run_after = {d.now}, "
         f"claimed_by = '', lease_token = NULL, lease_expires_at = NULL "
-        f"WHERE claimed_by = %s AND status = 'RUNNING'"
+        f"WHERE claimed_by = %s AND status = 'RUNNING'{keep_sql}"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [worker_id])
+        cursor.execute(sql, [worker_id, *keep_params])
         return cursor.rowcount
 
 
@@ -285,18 +294,23 @@ def register_worker(
         cursor.execute(sql, [worker_id, hostname, pid, json.dumps(queues), concurrency])
 
 
-def heartbeat(connection: BaseDatabaseWrapper, worker_id: str, lease_seconds: float) -> int:
-    """Prove this worker is alive and extend the lease of every job it runs."""
+def heartbeat(
+    connection: BaseDatabaseWrapper, worker_id: str, tokens: list[str], lease_seconds: float
+) -> int:
+    """Prove this worker is alive and extend the leases it holds (by token)."""
     d = Dialect(connection)
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {WORKER} SET last_heartbeat_at = {d.now}, stopped_at = NULL WHERE id = %s",
             [worker_id],
         )
+        if not tokens:
+            return 0
+        in_sql, in_params = d.in_list("lease_token", [_token_param(d, t) for t in tokens])
         cursor.execute(
             f"UPDATE {JOB} SET lease_expires_at = {d.now_plus()} "
-            f"WHERE claimed_by = %s AND status = 'RUNNING'",
-            [d.seconds(lease_seconds), worker_id],
+            f"WHERE claimed_by = %s AND status = 'RUNNING' AND {in_sql}",
+            [d.seconds(lease_seconds), worker_id, *in_params],
         )
         return cursor.rowcount
 

@@ -348,7 +348,14 @@ class Worker:
 
     def _maintenance(self, now: float) -> None:
         self.timers.heartbeat = now + self.config.HEARTBEAT_INTERVAL
-        self._db(lambda: queries.heartbeat(self.connection, self.id, self.config.LEASE))
+        held = [job.lease_token for job in self.pool.running()]
+        held += [item.job.lease_token for item in self.pending]
+        self._db(lambda: queries.heartbeat(self.connection, self.id, held, self.config.LEASE))
+        orphans = self._db(lambda: queries.release(self.connection, self.id, held))
+        if orphans:
+            logger.warning(
+                "worker=%s put back %d job(s) it had claimed but lost track of", self.id, orphans
+            )
         poison = error_entry(
             PoisonJob,
             f"This job's runs ended with their worker dying {self.config.MAX_CRASHES} times "
