@@ -151,7 +151,10 @@ class DatabaseBackend(BaseTaskBackend):
                 )
                 if existing is not None:
                     return existing
-        raise IntegrityError(f"Could not enqueue unique job {job.task_path} (key {job.unique_key}).")
+        raise IntegrityError(
+            f"Could not enqueue unique job {job.task_path} (key {job.unique_key}): its "
+            "duplicates kept finishing between our insert and our lookup."
+        )
 
     def enqueue_many(
         self, task: Task, calls: Iterable[tuple[Iterable[Any], dict[str, Any]]]

@@ -126,7 +126,7 @@ def task(
     timeout: float | None = None,
     unique: uniqueness.Unique = None,
 ) -> Any:
-    """Django's ``@task`` decorator plus ``max_attempts``, ``retry_delay``, ``timeout``, ``unique``."""
+    """Django's ``@task`` plus ``max_attempts``, ``retry_delay``, ``timeout`` and ``unique``."""
 
     def wrapper(func: Callable[..., Any]) -> DbTask:
         return DbTask(

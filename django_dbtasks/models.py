@@ -85,8 +85,9 @@ class Job(models.Model):
     )
 
     # Set for tasks declared ``unique``: at most one READY or RUNNING job per
-    # (task_path, unique_key), enforced by a partial unique index.
-    unique_key = models.CharField(max_length=64, null=True, blank=True)
+    # (task_path, unique_key), enforced by a partial unique index. NULL (not "")
+    # for other jobs, so they stay out of that index.
+    unique_key = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
 
     # The current claim: who holds the job, the fencing token every later
     # write must present, and until when the claim holds without a heartbeat.

@@ -20,7 +20,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
 
-from .models import Job, JobStatus, Worker
+from .models import Job, Worker
 
 JOB = Job._meta.db_table
 WORKER = Worker._meta.db_table
@@ -198,27 +198,39 @@ def fail_attempt(
     token: str,
     error: dict[str, Any],
     retry_in: float | None,
-) -> bool:
-    """Record a failed attempt: back to READY after ``retry_in`` s, or FAILED if None.
+) -> str | None:
+    """Record a failed attempt; return the job's new status, or None if not applied.
 
-    Applies only while this worker still holds the job's lease.
+    The job goes back to READY after ``retry_in`` seconds while it has
+    attempts left (the row's own ``attempts < max_attempts`` decides), else it
+    is FAILED; ``retry_in=None`` fails it for good. Applies only while this
+    worker still holds the job's lease.
     """
     d = Dialect(connection)
-    if retry_in is None:
-        outcome = f"status = 'FAILED', finished_at = {d.now}"
-        outcome_params: list[Any] = []
-    else:
-        outcome = f"status = 'READY', run_after = {d.now_plus()}"
-        outcome_params = [d.seconds(retry_in)]
+    retry = "(attempts < max_attempts AND %s)"
     sql = (
-        f"UPDATE {JOB} SET {outcome}, errors = {d.append_json('errors')}, "
+        f"UPDATE {JOB} SET "
+        f"status = CASE WHEN {retry} THEN 'READY' ELSE 'FAILED' END, "
+        f"run_after = CASE WHEN {retry} THEN {d.now_plus()} ELSE run_after END, "
+        f"finished_at = CASE WHEN {retry} THEN NULL ELSE {d.now} END, "
+        f"errors = {d.append_json('errors')}, "
         f"claimed_by = '', lease_token = NULL, lease_expires_at = NULL, crashes = 0 "
-        f"WHERE id = %s AND lease_token = %s AND status = 'RUNNING'"
+        f"WHERE id = %s AND lease_token = %s AND status = 'RUNNING' RETURNING status"
     )
-    params = [*outcome_params, json.dumps(error), job_id, _token_param(d, token)]
+    can_retry = retry_in is not None
+    params = [
+        can_retry,
+        can_retry,
+        d.seconds(retry_in or 0),
+        can_retry,
+        json.dumps(error),
+        job_id,
+        _token_param(d, token),
+    ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.rowcount == 1
+        row = cursor.fetchone()
+    return None if row is None else str(row[0])
 
 
 def release(
@@ -233,7 +245,7 @@ def release(
     (a claim that committed while the connection dropped before the reply).
     """
     d = Dialect(connection)
-    keep_sql, keep_params = "", []
+    keep_sql, keep_params = "", list[Any]()
     if keep_tokens:
         in_sql, keep_params = d.in_list("lease_token", [_token_param(d, t) for t in keep_tokens])
         keep_sql = f" AND NOT ({in_sql})"
@@ -344,4 +356,21 @@ def cancel(connection: BaseDatabaseWrapper, job_id: int, error: dict[str, Any]) 
         return cursor.rowcount == 1
 
 
-__all__ = ["JobStatus", "ClaimedJob", "claim", "complete", "fail_attempt", "release"]
+def prune(
+    connection: BaseDatabaseWrapper, statuses: list[str], older_than: float, batch_size: int
+) -> int:
+    """Delete one batch of finished jobs older than ``older_than`` seconds.
+
+    One small DELETE per call, so each holds its row locks briefly and
+    autovacuum keeps up; the caller loops until a batch comes back short.
+    The subquery walks the ``(status, finished_at)`` index.
+    """
+    d = Dialect(connection)
+    status_sql, status_params = d.in_list("status", statuses)
+    sql = (
+        f"DELETE FROM {JOB} WHERE id IN (SELECT id FROM {JOB} WHERE {status_sql} "
+        f"AND finished_at < {d.now_plus()} LIMIT %s)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*status_params, d.seconds(-older_than), batch_size])
+        return cursor.rowcount

@@ -90,6 +90,11 @@ class Worker:
         self._previous_handlers: dict[int, Any] = {}
 
     @property
+    def database_down(self) -> bool:
+        """Whether the last database operation failed for want of a connection."""
+        return bool(self.timers.db_backoff)
+
+    @property
     def connection(self) -> Any:
         return connections[self.config.DATABASE]
 
@@ -245,24 +250,26 @@ class Worker:
     def _record(self, item: Finished) -> None:
         job, outcome = item.job, item.outcome
         task = registry.lookup(job.task_path)
+        applied: bool | None
         if outcome.succeeded:
-            status = TaskResultStatus.SUCCESSFUL
+            status: str = TaskResultStatus.SUCCESSFUL
             applied = self._db(
                 lambda: queries.complete(
                     self.connection, job.id, job.lease_token, outcome.return_value_json
                 )
             )
         else:
-            retry_in = None
-            if task is not None and job.attempts < job.max_attempts:
-                retry_in = task.retry_delay_after(job.attempts)
-            status = TaskResultStatus.READY if retry_in is not None else TaskResultStatus.FAILED
-            assert outcome.error is not None
-            applied = self._db(
+            retry_in = None if task is None else task.retry_delay_after(job.attempts)
+            written = self._db(
                 lambda: queries.fail_attempt(
                     self.connection, job.id, job.lease_token, outcome.error or {}, retry_in
                 )
             )
+            if written is None and self.database_down:
+                applied = None  # the database is down, not the lease lost
+            else:
+                applied = written is not None
+                status = written or TaskResultStatus.FAILED
         if applied is None:
             self.pending.append(item)  # database down: write it when it is back
             return

@@ -38,6 +38,10 @@ else:
             "OPTIONS": {"timeout": 30, "init_command": "PRAGMA journal_mode=WAL;"},
         }
     }
+# Like a production site: pool processes keep their connection between jobs and
+# check it before reuse, so a database restart costs one failed query, not a crash.
+DATABASES["default"]["CONN_MAX_AGE"] = 60
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if os.environ.get("DBTASKS_TEST_DB_NAME"):
     DATABASES["default"]["NAME"] = os.environ["DBTASKS_TEST_DB_NAME"]
 

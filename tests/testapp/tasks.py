@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import signal
 import time
 
 from asgiref.sync import sync_to_async
@@ -97,3 +98,38 @@ def returns_a_set():
 def always_fails(context, label):
     record(label, context.task_result.id)
     raise RuntimeError(f"failure number {context.attempt}")
+
+
+@task(takes_context=True)
+def sleep_and_report(context, seconds):
+    """Sleep, then record the run; return this process's pid to tell runs apart."""
+    time.sleep(seconds)
+    record("report", context.task_result.id)
+    return os.getpid()
+
+
+@task(takes_context=True)
+def slow_first_run(context, seconds):
+    """Sleep only on the first run of the job: a rescued re-run finishes at once."""
+    if len(context.task_result.worker_ids) == 1:
+        time.sleep(seconds)
+    record("slow-first", context.task_result.id)
+    return context.task_result.worker_ids[-1]
+
+
+@task()
+def kills_its_worker():
+    """A poison job: takes its whole worker down, like an out-of-memory kill would."""
+    os.kill(os.getppid(), signal.SIGKILL)
+    time.sleep(5)
+
+
+@task(unique="user_id", takes_context=True)
+def unique_per_user(context, user_id, note=""):
+    record(f"unique-{user_id}", context.task_result.id)
+
+
+@task(max_attempts=20, retry_delay=0.2, takes_context=True)
+def resilient_record(context, label):
+    """Records its run; its own database writes may fail during an outage, so it retries."""
+    record(label, context.task_result.id)
