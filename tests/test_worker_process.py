@@ -167,7 +167,7 @@ def test_sigterm_lets_the_running_job_finish(start_worker):
 
 
 def test_sigterm_after_grace_period_puts_the_job_back(start_worker):
-    result = tasks.sleep_then_record.enqueue(30, "too-slow")
+    result = tasks.slow_first_run.enqueue(30)
     worker = start_worker("--grace-period", "0.5")
     wait_until(lambda: Job.objects.filter(pk=result.id, status="RUNNING").exists())
     worker.signal(signal.SIGTERM)
@@ -176,6 +176,13 @@ def test_sigterm_after_grace_period_puts_the_job_back(start_worker):
     job = Job.objects.get(pk=result.id)
     assert job.status == JobStatus.READY and job.attempts == 0 and job.lease_token is None
     assert not Execution.objects.exists()
+    assert "put 1 unfinished job(s) back to READY" in worker.output()
+
+    next_worker = start_worker()
+    result.wait(timeout=30)
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.attempts == 2
+    assert result.return_value == result.worker_ids[1]
+    assert next_worker.process.poll() is None
 
 
 def test_second_signal_exits_at_once_and_loses_nothing(start_worker):
