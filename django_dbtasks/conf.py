@@ -29,6 +29,16 @@ class Options:
     GRACE_PERIOD: float = 30.0
     #: Seconds after its last heartbeat a dead worker's row is deleted.
     WORKER_RETENTION: float = 24 * 3600.0
+    #: Wake idle workers with LISTEN/NOTIFY (PostgreSQL). False behind PgBouncer
+    #: in transaction mode, which cannot LISTEN; workers then poll.
+    NOTIFY: bool = True
+    #: The batching budget, in seconds: a worker claims ahead of its free pool
+    #: processes about this much work (by the average job's duration), and a
+    #: finished job's outcome waits at most this long to be written with others.
+    #: Fast jobs are claimed and completed in batches, slow ones one by one.
+    PREFETCH_SECONDS: float = 0.05
+    #: Most jobs claimed (and completed) by one statement.
+    MAX_BATCH: int = 100
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None, alias: str = "default") -> Options:
@@ -45,7 +55,9 @@ class Options:
             expected = type(getattr(cls, name))
             if expected is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
-            if not isinstance(value, expected) or isinstance(value, bool):
+            if not isinstance(value, expected) or (
+                isinstance(value, bool) and expected is not bool
+            ):
                 raise ImproperlyConfigured(
                     f"TASKS[{alias!r}]['OPTIONS'][{name!r}] must be {expected.__name__}, "
                     f"got {value!r}."
@@ -60,6 +72,10 @@ class Options:
         for name in ("POLL_INTERVAL", "HEARTBEAT_INTERVAL", "LEASE", "WORKER_RETENTION"):
             if getattr(self, name) <= 0:
                 raise ImproperlyConfigured(f"{where}[{name!r}] must be a positive number.")
+        if self.PREFETCH_SECONDS < 0:
+            raise ImproperlyConfigured(f"{where}['PREFETCH_SECONDS'] must not be negative.")
+        if self.MAX_BATCH < 1:
+            raise ImproperlyConfigured(f"{where}['MAX_BATCH'] must be at least 1.")
         if self.GRACE_PERIOD < 0:
             raise ImproperlyConfigured(f"{where}['GRACE_PERIOD'] must not be negative.")
         if self.MAX_CRASHES < 1:

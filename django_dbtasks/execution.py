@@ -6,7 +6,6 @@ the job table, so the parent alone decides what an outcome means.
 
 from __future__ import annotations
 
-import json
 import time
 import traceback
 from dataclasses import dataclass
@@ -28,6 +27,8 @@ class Outcome:
     return_value_json: str = "null"
     error: dict[str, Any] | None = None
     duration: float = 0.0
+    #: ``time.monotonic()`` when the attempt ended (the same clock in every process).
+    finished_at: float = 0.0
 
 
 def error_entry(exc_type: type[BaseException], text: str) -> dict[str, Any]:
@@ -69,18 +70,19 @@ def run(job: ClaimedJob, worker_id: str) -> Outcome:
         value = _call(job, worker_id)
         encoded = dumps_return_value(value)
     except Exception as exc:
+        ended = time.monotonic()
         return Outcome(
             job_id=job.id,
             succeeded=False,
             error=error_entry(type(exc), "".join(traceback.format_exception(exc))),
-            duration=time.monotonic() - started,
+            duration=ended - started,
+            finished_at=ended,
         )
+    ended = time.monotonic()
     return Outcome(
         job_id=job.id,
         succeeded=True,
         return_value_json=encoded,
-        duration=time.monotonic() - started,
+        duration=ended - started,
+        finished_at=ended,
     )
-
-
-__all__ = ["Outcome", "error_entry", "json", "run"]

@@ -5,6 +5,14 @@ endless loop, and only killing a process does that. A child that crashes
 (segfault, ``os._exit``, out of memory) takes only its own attempt with it;
 the pool notices through the process sentinel and forks a replacement.
 The parent never runs task code and keeps the only job-table connection.
+
+Why chunks: a message between processes costs tens of microseconds, more
+than a no-op job. So a child receives its jobs in chunks (one message for
+up to ``capacity`` jobs) and answers with one outcome per job, stamped with
+the monotonic time it finished; the parent knows which job of the chunk is
+running (the first without an outcome) and since when, which is all that
+timeouts and crash reports need. Chunks are sized by the worker from the
+average job duration, so slow jobs still go one at a time.
 """
 
 from __future__ import annotations
@@ -13,10 +21,12 @@ import multiprocessing
 import os
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event
 from typing import Any
 
 from . import execution
@@ -27,8 +37,15 @@ from .queries import ClaimedJob
 _fork = multiprocessing.get_context("fork")
 
 
-def _child_main(conn: Connection, worker_id: str) -> None:
-    """Receive jobs, run them, send back outcomes, until told to stop."""
+@dataclass(frozen=True)
+class Skipped:
+    """A job a child did not start because the worker is stopping."""
+
+    job_id: int
+
+
+def _child_main(conn: Connection, worker_id: str, stopping: Event) -> None:
+    """Receive chunks of jobs, run them one by one, send back one outcome each."""
     from django.db import close_old_connections
 
     # The parent decides when children stop: Ctrl-C in a terminal reaches the
@@ -38,25 +55,27 @@ def _child_main(conn: Connection, worker_id: str) -> None:
     signal.set_wakeup_fd(-1)
     while True:
         try:
-            job = conn.recv()
+            chunk = conn.recv()
         except (EOFError, OSError):
             return
-        if job is None:
+        if chunk is None:
             return
-        close_old_connections()
-        outcome = execution.run(job, worker_id)
-        close_old_connections()
-        conn.send(outcome)
+        for job in chunk:
+            if stopping.is_set():
+                conn.send(Skipped(job.id))
+                continue
+            close_old_connections()
+            outcome = execution.run(job, worker_id)
+            close_old_connections()
+            conn.send(outcome)
 
 
 @dataclass
 class _Child:
     process: BaseProcess
     conn: Connection
-    job: ClaimedJob | None = None
-    deadline: float | None = None
-    timeout: float | None = None
-    started: float = 0.0
+    jobs: deque[ClaimedJob] = field(default_factory=deque)  # the first one is running
+    started: float = 0.0  # when the first of ``jobs`` started (monotonic)
 
 
 @dataclass(frozen=True)
@@ -68,11 +87,21 @@ class Finished:
 
 
 class Pool:
-    def __init__(self, size: int, worker_id: str, before_fork: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        size: int,
+        worker_id: str,
+        before_fork: Callable[[], None],
+        timeout_of: Callable[[ClaimedJob], float | None],
+    ) -> None:
         self.size = size
         self.worker_id = worker_id
         self.before_fork = before_fork
+        self.timeout_of = timeout_of
+        self.capacity = 1  # jobs handed to one child at a time (the chunk size)
         self.children: list[_Child] = []
+        self.backlog: deque[ClaimedJob] = deque()  # never started: their child died
+        self.stopping = _fork.Event()
 
     def start(self) -> None:
         self.before_fork()
@@ -81,7 +110,9 @@ class Pool:
     def _spawn(self) -> _Child:
         parent_end, child_end = _fork.Pipe()
         process = _fork.Process(
-            target=_child_main, args=(child_end, self.worker_id), name="dbtasks-child"
+            target=_child_main,
+            args=(child_end, self.worker_id, self.stopping),
+            name="dbtasks-child",
         )
         process.daemon = True
         process.start()
@@ -89,6 +120,9 @@ class Pool:
         return _Child(process=process, conn=parent_end)
 
     def _replace(self, child: _Child) -> None:
+        """Fork a new child in place of a dead one; its unstarted jobs go to the backlog."""
+        self.backlog.extend(child.jobs)
+        child.jobs.clear()
         child.conn.close()
         child.process.join(timeout=5)
         self.before_fork()
@@ -96,26 +130,54 @@ class Pool:
 
     # What the worker asks
 
-    def idle_count(self) -> int:
-        return sum(1 for child in self.children if child.job is None)
+    def free_slots(self) -> int:
+        """How many more jobs the pool can take now."""
+        held = sum(len(child.jobs) for child in self.children) + len(self.backlog)
+        return max(0, self.size * self.capacity - held)
+
+    def has_idle_child(self) -> bool:
+        return any(not child.jobs for child in self.children)
 
     def running(self) -> list[ClaimedJob]:
-        return [child.job for child in self.children if child.job is not None]
+        """Every job the pool holds: running, queued in a child, or in the backlog."""
+        jobs = [job for child in self.children for job in child.jobs]
+        return jobs + list(self.backlog)
 
     def next_deadline(self) -> float | None:
-        deadlines = [c.deadline for c in self.children if c.deadline is not None]
+        deadlines = [d for d in (self._deadline(c) for c in self.children) if d is not None]
         return min(deadlines) if deadlines else None
 
-    def submit(self, job: ClaimedJob, timeout: float | None) -> None:
-        child = next(child for child in self.children if child.job is None)
-        child.job = job
-        child.started = time.monotonic()
-        child.timeout = timeout
-        child.deadline = None if timeout is None else child.started + timeout
-        child.conn.send(job)
+    def _deadline(self, child: _Child) -> float | None:
+        if not child.jobs:
+            return None
+        limit = self.timeout_of(child.jobs[0])
+        return None if limit is None else child.started + limit
+
+    def submit(self, jobs: list[ClaimedJob]) -> None:
+        """Hand jobs to the children with room, one message per child."""
+        queue = deque([*self.backlog, *jobs])
+        self.backlog.clear()
+        for child in sorted(self.children, key=lambda c: len(c.jobs)):
+            room = self.capacity - len(child.jobs)
+            if not queue or room <= 0:
+                continue
+            chunk = [queue.popleft() for _ in range(min(room, len(queue)))]
+            if not child.jobs:
+                child.started = time.monotonic()
+            child.jobs.extend(chunk)
+            child.conn.send(chunk)
+        self.backlog.extend(queue)
+
+    def drop_backlog(self) -> None:
+        """Forget jobs not yet handed to a child (the worker releases them)."""
+        self.backlog.clear()
+
+    def stop_starting_jobs(self) -> None:
+        """Children finish their current job but start no queued one (graceful stop)."""
+        self.stopping.set()
 
     def wait(self, timeout: float, extra: list[Any]) -> tuple[list[Finished], list[Any]]:
-        """Wait up to ``timeout`` s for an attempt to end; also watch ``extra`` fds.
+        """Wait up to ``timeout`` s for attempts to end; also watch ``extra`` fds.
 
         Returns the finished attempts (including children that crashed or
         overran their timeout, which are killed and replaced) and which of
@@ -124,12 +186,12 @@ class Pool:
         watched: list[Any] = [*extra]
         for child in self.children:
             watched.append(child.process.sentinel)
-            if child.job is not None:
+            if child.jobs:
                 watched.append(child.conn)
         ready = wait(watched, timeout=max(timeout, 0))
         finished: list[Finished] = []
         for child in list(self.children):
-            if child.job is not None and child.conn in ready:
+            if child.conn in ready or child.process.sentinel in ready:
                 finished.extend(self._receive(child))
             if child.process.sentinel in ready and not child.process.is_alive():
                 finished.extend(self._crashed(child))
@@ -137,17 +199,23 @@ class Pool:
         return finished, [fd for fd in extra if fd in ready]
 
     def _receive(self, child: _Child) -> list[Finished]:
+        """Read every outcome the child has sent so far."""
+        finished = []
         try:
-            outcome = child.conn.recv()
+            while child.jobs and child.conn.poll():
+                message = child.conn.recv()
+                job = child.jobs.popleft()
+                assert message.job_id == job.id, (message, job.id)
+                if isinstance(message, Skipped):
+                    continue  # the worker gives it back when it stops
+                child.started = message.finished_at
+                finished.append(Finished(job, message))
         except (EOFError, OSError):
-            return []  # the sentinel reports the crash
-        job = child.job
-        assert job is not None
-        child.job = child.deadline = None
-        return [Finished(job, outcome)]
+            pass  # the child died; the sentinel reports it
+        return finished
 
     def _crashed(self, child: _Child) -> list[Finished]:
-        job = child.job
+        job = child.jobs.popleft() if child.jobs else None
         exit_code = child.process.exitcode
         self._replace(child)
         if job is None:
@@ -169,9 +237,14 @@ class Pool:
         now = time.monotonic()
         finished = []
         for child in list(self.children):
-            if child.job is None or child.deadline is None or child.deadline > now:
+            deadline = self._deadline(child)
+            if deadline is None or deadline > now:
                 continue
-            job, limit, elapsed = child.job, child.timeout or 0, now - child.started
+            finished.extend(self._receive(child))  # it may have just finished
+            if self._deadline(child) != deadline:
+                continue
+            job, elapsed = child.jobs.popleft(), now - child.started
+            limit = self.timeout_of(job) or 0
             self._kill(child)
             self._replace(child)
             text = (
@@ -190,9 +263,9 @@ class Pool:
         child.process.join(timeout=5)
 
     def stop(self, kill: bool) -> None:
-        """Stop every child: politely when idle, with SIGKILL if ``kill``."""
+        """Stop every child: politely when idle, with SIGKILL if ``kill`` or busy."""
         for child in self.children:
-            if child.job is not None or kill:
+            if child.jobs or kill:
                 self._kill(child)
             else:
                 try:

@@ -176,20 +176,50 @@ def _token_param(d: Dialect, token: str) -> Any:
     return uuid.UUID(token) if d.postgres else uuid.UUID(token).hex
 
 
-def complete(
-    connection: BaseDatabaseWrapper, job_id: int, token: str, return_value_json: str
-) -> bool:
-    """Mark a job SUCCESSFUL, if this worker still holds its lease."""
+def complete_many(
+    connection: BaseDatabaseWrapper, completions: list[tuple[int, str, str]]
+) -> set[int]:
+    """Mark jobs SUCCESSFUL in one statement; return the ids that were applied.
+
+    ``completions`` holds ``(job_id, lease_token, return_value_json)``. Each
+    row is only updated while its token still matches (this worker still
+    holds the lease), so a batch never overwrites a job that was rescued.
+    """
+    if not completions:
+        return set()
     d = Dialect(connection)
-    sql = (
-        f"UPDATE {JOB} SET status = 'SUCCESSFUL', return_value = %s, "
-        f"finished_at = {d.now}, claimed_by = '', lease_token = NULL, "
-        f"lease_expires_at = NULL, crashes = 0 "
-        f"WHERE id = %s AND lease_token = %s AND status = 'RUNNING'"
+    assignments = (
+        f"status = 'SUCCESSFUL', finished_at = {d.now}, claimed_by = '', "
+        f"lease_token = NULL, lease_expires_at = NULL, crashes = 0"
     )
+    if d.postgres:
+        sql = (
+            f"UPDATE {JOB} AS job SET {assignments}, return_value = done.value::jsonb "
+            f"FROM unnest(%s::bigint[], %s::uuid[], %s::text[]) AS done(id, token, value) "
+            f"WHERE job.id = done.id AND job.lease_token = done.token "
+            f"AND job.status = 'RUNNING' RETURNING job.id"
+        )
+        params: list[Any] = [
+            [job_id for job_id, _, _ in completions],
+            [uuid.UUID(token) for _, token, _ in completions],
+            [value for _, _, value in completions],
+        ]
+    else:
+        rows = ", ".join(["(%s, %s, %s)"] * len(completions))
+        sql = (
+            f"UPDATE {JOB} SET {assignments}, return_value = done.value FROM "
+            f"(SELECT column1 AS id, column2 AS token, column3 AS value FROM (VALUES {rows})) "
+            f"AS done WHERE {JOB}.id = done.id AND {JOB}.lease_token = done.token "
+            f"AND {JOB}.status = 'RUNNING' RETURNING {JOB}.id"
+        )
+        params = [
+            item
+            for job_id, token, value in completions
+            for item in (job_id, uuid.UUID(token).hex, value)
+        ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [return_value_json, job_id, _token_param(d, token)])
-        return cursor.rowcount == 1
+        cursor.execute(sql, params)
+        return {row[0] for row in cursor.fetchall()}
 
 
 def fail_attempt(

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from django.db import DatabaseError, InterfaceError, OperationalError, connections
+from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
 from django.utils.crypto import get_random_string
 
 from . import queries, registry
@@ -26,6 +26,7 @@ from .base import DbTaskResult
 from .compat import TaskError, TaskResultStatus, task_finished, task_started
 from .exceptions import PoisonJob, TaskNotRegistered
 from .execution import Outcome, error_entry
+from .notify import Listener
 from .pool import Finished, Pool
 from .queries import ClaimedJob
 
@@ -56,7 +57,31 @@ class _Timers:
     cleanup: float = 0.0
     db_retry: float = 0.0
     db_backoff: float = 0.0
-    last_claim_empty: bool = False
+    next_poll: float = 0.0
+
+
+class Pace:
+    """How many jobs to claim ahead of the free pool processes.
+
+    An exponential moving average of job durations turns the
+    ``PREFETCH_SECONDS`` budget into a number of jobs: a stream of no-op jobs
+    is claimed (and completed) a hundred per statement, while hour-long jobs
+    are claimed one per free process and never wait behind each other.
+    """
+
+    def __init__(self, budget: float, max_batch: int) -> None:
+        self.budget = budget
+        self.max_batch = max_batch
+        self.average: float | None = None
+
+    def observe(self, duration: float) -> None:
+        duration = max(duration, 1e-5)
+        self.average = duration if self.average is None else 0.9 * self.average + 0.1 * duration
+
+    def ahead(self) -> int:
+        if self.average is None or not self.budget:
+            return 0
+        return min(self.max_batch, int(self.budget / self.average))
 
 
 @dataclass
@@ -81,10 +106,22 @@ class Worker:
             self.config.GRACE_PERIOD if settings.grace_period is None else settings.grace_period
         )
         self.id = new_worker_id()
-        self.pool = Pool(settings.concurrency, self.id, before_fork=connections.close_all)
+        self.pool = Pool(
+            settings.concurrency,
+            self.id,
+            before_fork=connections.close_all,
+            timeout_of=self._timeout_of,
+        )
         self.timers = _Timers()
         self.stop = _Stop()
-        self.pending: list[Finished] = []  # outcomes not yet written (database down)
+        self.finished: list[Finished] = []  # outcomes not yet written
+        self.finished_since: float | None = None  # when the oldest of them arrived
+        self.pace = Pace(
+            self.config.PREFETCH_SECONDS, self.config.MAX_BATCH // settings.concurrency
+        )
+        self.more_ready = True  # the last claim was full: more jobs may be waiting
+        self.notified = False
+        self.listener: Listener | None = None
         self.processed = 0
         self._wakeup_r, self._wakeup_w = -1, -1
         self._previous_handlers: dict[int, Any] = {}
@@ -123,6 +160,8 @@ class Worker:
         )
         self._install_signal_handlers()
         self.pool.start()
+        if self.config.NOTIFY and self.connection.vendor == "postgresql":
+            self.listener = Listener(self.connection, self.settings.queues)
         self.timers.heartbeat = time.monotonic() + self.config.HEARTBEAT_INTERVAL
         logger.info(
             "worker=%s started host=%s pid=%s queues=%s concurrency=%s database=%s burst=%s",
@@ -161,7 +200,7 @@ class Worker:
     def shutdown(self) -> None:
         kill = self.stop.forced or bool(self.pool.running())
         self.pool.stop(kill=kill)
-        self._flush_pending()
+        self._sync(claim=False)
         released = self._db(lambda: queries.release(self.connection, self.id)) or 0
         if released:
             logger.warning("worker=%s put %d unfinished job(s) back to READY", self.id, released)
@@ -178,6 +217,7 @@ class Worker:
         if self.stop.forced:
             return False
         if self.stop.requested:
+            self.pool.drop_backlog()  # never started: released to other workers on exit
             if not self.pool.running():
                 return False
             if self.stop.grace_deadline is not None and now >= self.stop.grace_deadline:
@@ -188,106 +228,191 @@ class Worker:
                     len(self.pool.running()),
                 )
                 return False
-        self._flush_pending()
         if now >= self.timers.heartbeat:
             self._maintenance(now)
-        claimed = 0
-        if not self.stop.requested and not self.pending and now >= self.timers.db_retry:
-            claimed = self._claim_and_dispatch()
-        if self.settings.burst and not claimed and not self.pool.running() and not self.pending:
-            if now >= self.timers.db_retry:
-                return False
-        finished, woke = self.pool.wait(self._wait_timeout(claimed), [self._wakeup_r])
-        if woke:
+        self._sync(claim=self._should_claim(now))
+        if self.settings.burst and self._drained():
+            return False
+        extra = [self._wakeup_r]
+        listening = self._listen()
+        if listening is not None:
+            extra.append(listening)
+        finished, ready = self.pool.wait(self._wait_timeout(), extra)
+        if self._wakeup_r in ready:
             self._drain_wakeup()
-        for item in finished:
-            self._record(item)
+        if listening is not None and listening in ready:
+            self.notified = bool(self._db(lambda: bool(self.listener and self.listener.drain())))
+        self.finished.extend(finished)
         return True
 
-    def _wait_timeout(self, claimed: int) -> float:
+    def _should_claim(self, now: float) -> bool:
+        if self.stop.requested or now < self.timers.db_retry:
+            return False
+        return self.more_ready or self.notified or now >= self.timers.next_poll
+
+    def _claim_limit(self) -> int:
+        """How many jobs to claim now: room in the pool, in sizable batches."""
+        self.pool.capacity = 1 + self.pace.ahead()
+        room = min(self.pool.free_slots(), self.config.MAX_BATCH)
+        if room <= 0:
+            return 0
+        if not self.pool.has_idle_child() and room < self.pool.size * self.pool.capacity // 2:
+            return 0  # enough work in hand: claim when it runs low, in a bigger batch
+        return room
+
+    def _drained(self) -> bool:
+        """Burst mode: nothing running or unwritten, and the last claim came back short."""
+        return not (self.pool.running() or self.finished or self.more_ready or self.database_down)
+
+    def _wait_timeout(self) -> float:
         now = time.monotonic()
         limits = [self.timers.heartbeat - now]
+        if self.finished:
+            since = self.finished_since if self.finished_since is not None else now
+            limits.append(since + self.config.PREFETCH_SECONDS - now)
         deadline = self.pool.next_deadline()
         if deadline is not None:
             limits.append(deadline - now)
         if self.stop.grace_deadline is not None:
             limits.append(self.stop.grace_deadline - now)
-        if self.timers.db_retry > now:
+        if self.database_down:
             limits.append(self.timers.db_retry - now)
-        if claimed and self.pool.idle_count():
-            limits.append(0.0)  # more may be ready right away
-        elif not self.pool.idle_count():
-            pass  # busy: wait for a child to finish
-        else:
-            limits.append(self.config.POLL_INTERVAL)
+        elif self._claim_limit() and not self.stop.requested:
+            limits.append(0.0 if self.more_ready else self.timers.next_poll - now)
         return max(0.0, min(limits))
 
-    def _claim_and_dispatch(self) -> int:
-        idle = self.pool.idle_count()
-        if not idle:
-            return 0
-        jobs = self._db(
-            lambda: queries.claim(
-                self.connection, self.settings.queues, idle, self.id, self.config.LEASE
-            )
-        )
-        for job in jobs or []:
-            self._dispatch(job)
-        return len(jobs or [])
+    def _listen(self) -> int | None:
+        """The notification socket to wait on, (re)starting LISTEN if needed."""
+        if self.listener is None or self.database_down:
+            return None
+        if self._db(self.listener.ensure) is None and self.database_down:
+            return None
+        return self.listener.fileno()
 
-    def _dispatch(self, job: ClaimedJob) -> None:
-        task = registry.lookup(job.task_path)
-        if task is None:
-            # Never imported, never run: the row is failed for good, the worker goes on.
-            error = error_entry(TaskNotRegistered, registry.not_registered_message(job.task_path))
-            self._record(Finished(job, Outcome(job_id=job.id, succeeded=False, error=error)))
+    def _sync(self, claim: bool) -> None:
+        """Write finished outcomes and claim more jobs, in one transaction.
+
+        One commit per loop turn, however many jobs finished: that, not the
+        SQL, is what bounds throughput on a disk that fsyncs each commit.
+        If the database is unreachable, nothing changes here: the outcomes
+        stay in ``self.finished`` and are written when it is back.
+        """
+        limit = self._claim_limit() if claim else 0
+        outcomes = list(self.finished) if self._outcomes_due() else []
+        if not outcomes and not limit:
             return
-        self._send_signal(task_started, job, TaskResultStatus.RUNNING)
-        self.pool.submit(job, task.timeout)
+
+        def write_and_claim() -> tuple[list[tuple[Finished, str | None]], list[ClaimedJob]]:
+            with transaction.atomic(using=self.config.DATABASE):
+                written = self._write_outcomes(outcomes)
+                claimed = (
+                    queries.claim(
+                        self.connection, self.settings.queues, limit, self.id, self.config.LEASE
+                    )
+                    if limit
+                    else []
+                )
+            return written, claimed
+
+        result = self._db(write_and_claim)
+        if result is None:
+            return
+        written, claimed = result
+        del self.finished[: len(outcomes)]
+        if outcomes:
+            self.finished_since = None
+        for item, status in written:
+            self._after_write(item, status)
+        if limit:
+            self.notified = False
+            self.more_ready = len(claimed) == limit
+            if not self.more_ready:
+                self.timers.next_poll = time.monotonic() + self.config.POLL_INTERVAL
+            self._start(claimed)
+
+    def _outcomes_due(self) -> bool:
+        """Whether to write the finished outcomes now, or let more join the batch.
+
+        They wait while the pool still has jobs in hand, up
+        to ``PREFETCH_SECONDS`` (or ``MAX_BATCH`` outcomes), so a stream of
+        fast jobs costs one commit per batch instead of one per job.
+        """
+        if not self.finished:
+            return False
+        if self.finished_since is None:
+            self.finished_since = time.monotonic()
+        return (
+            not self.pool.running()
+            or self.stop.requested
+            or len(self.finished) >= self.config.MAX_BATCH
+            or time.monotonic() - self.finished_since >= self.config.PREFETCH_SECONDS
+        )
+
+    def _start(self, jobs: list[ClaimedJob]) -> None:
+        """Hand freshly claimed jobs to the pool; fail unregistered ones at once."""
+        runnable = []
+        for job in jobs:
+            if registry.lookup(job.task_path) is None:
+                # Never imported, never run: the row is failed for good, the worker goes on.
+                message = registry.not_registered_message(job.task_path)
+                outcome = Outcome(
+                    job_id=job.id, succeeded=False, error=error_entry(TaskNotRegistered, message)
+                )
+                self.finished.append(Finished(job, outcome))
+                continue
+            self._send_signal(task_started, job, TaskResultStatus.RUNNING)
+            runnable.append(job)
+        self.pool.submit(runnable)
+
+    @staticmethod
+    def _timeout_of(job: ClaimedJob) -> float | None:
+        task = registry.lookup(job.task_path)
+        return None if task is None else task.timeout
 
     # Recording outcomes
 
-    def _record(self, item: Finished) -> None:
-        job, outcome = item.job, item.outcome
-        task = registry.lookup(job.task_path)
-        applied: bool | None
-        if outcome.succeeded:
-            status: str = TaskResultStatus.SUCCESSFUL
-            applied = self._db(
-                lambda: queries.complete(
-                    self.connection, job.id, job.lease_token, outcome.return_value_json
-                )
-            )
-        else:
-            retry_in = None if task is None else task.retry_delay_after(job.attempts)
-            written = self._db(
-                lambda: queries.fail_attempt(
-                    self.connection, job.id, job.lease_token, outcome.error or {}, retry_in
-                )
-            )
-            if written is None and self.database_down:
-                applied = None  # the database is down, not the lease lost
+    def _write_outcomes(self, outcomes: list[Finished]) -> list[tuple[Finished, str | None]]:
+        """Write outcomes (inside the caller's transaction); return each one's new status.
+
+        The status is None when the write did not apply: the worker lost the
+        job's lease, and its outcome belongs to nobody.
+        """
+        completed = queries.complete_many(
+            self.connection,
+            [
+                (item.job.id, item.job.lease_token, item.outcome.return_value_json)
+                for item in outcomes
+                if item.outcome.succeeded
+            ],
+        )
+        written: list[tuple[Finished, str | None]] = []
+        for item in outcomes:
+            status: str | None
+            if item.outcome.succeeded:
+                status = TaskResultStatus.SUCCESSFUL if item.job.id in completed else None
             else:
-                applied = written is not None
-                status = written or TaskResultStatus.FAILED
-        if applied is None:
-            self.pending.append(item)  # database down: write it when it is back
-            return
+                task = registry.lookup(item.job.task_path)
+                retry_in = None if task is None else task.retry_delay_after(item.job.attempts)
+                status = queries.fail_attempt(
+                    self.connection,
+                    item.job.id,
+                    item.job.lease_token,
+                    item.outcome.error or {},
+                    retry_in,
+                )
+            written.append((item, status))
+        return written
+
+    def _after_write(self, item: Finished, status: str | None) -> None:
         self.processed += 1
-        self._log_outcome(job, outcome, status, applied)
-        if applied and task is not None:
-            self._send_signal(task_finished, job, status, outcome)
+        if item.outcome.succeeded:
+            self.pace.observe(item.outcome.duration)
+        self._log_outcome(item.job, item.outcome, status)
+        if status is not None:
+            self._send_signal(task_finished, item.job, status, item.outcome)
 
-    def _flush_pending(self) -> None:
-        pending, self.pending = self.pending, []
-        for index, item in enumerate(pending):
-            self._record(item)
-            if self.pending:  # still down: keep the rest in order
-                self.pending.extend(pending[index + 1 :])
-                return
-
-    def _log_outcome(self, job: ClaimedJob, outcome: Outcome, status: str, applied: bool) -> None:
-        if not applied:
+    def _log_outcome(self, job: ClaimedJob, outcome: Outcome, status: str | None) -> None:
+        if status is None:
             logger.warning(
                 "job=%s task=%s outcome=DISCARDED duration=%.3fs worker=%s reason=lease lost "
                 "(the job was rescued and belongs to another run now)",
@@ -356,7 +481,7 @@ class Worker:
     def _maintenance(self, now: float) -> None:
         self.timers.heartbeat = now + self.config.HEARTBEAT_INTERVAL
         held = [job.lease_token for job in self.pool.running()]
-        held += [item.job.lease_token for item in self.pending]
+        held += [item.job.lease_token for item in self.finished]
         self._db(lambda: queries.heartbeat(self.connection, self.id, held, self.config.LEASE))
         orphans = self._db(lambda: queries.release(self.connection, self.id, held))
         if orphans:
@@ -445,6 +570,7 @@ class Worker:
             return
         self.stop.requested = True
         self.stop.grace_deadline = time.monotonic() + self.grace_period
+        self.pool.stop_starting_jobs()
         logger.info(
             "worker=%s got %s: taking no new jobs, waiting up to %gs for %d running job(s) "
             "(send it again to exit at once)",

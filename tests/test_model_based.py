@@ -58,7 +58,7 @@ class Walk:
         owns = before.status == "RUNNING" and before.lease_token == uuid.UUID(token)
         kind = self.rng.choice(["complete", "retry", "fail"])
         if kind == "complete":
-            applied = queries.complete(connection, job_id, token, f'"{worker}"')
+            applied = job_id in queries.complete_many(connection, [(job_id, token, f'"{worker}"')])
         else:
             retry_in = 0.0 if kind == "retry" else None
             applied = queries.fail_attempt(connection, job_id, token, ERROR, retry_in)
