@@ -7,13 +7,16 @@ and no worker can see the row before it commits.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
 from django.apps import apps
+from django.conf import settings
 from django.core import checks as django_checks
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, connections, transaction
+from django.utils import timezone
 
 from . import queries, registry
 from .base import DbTask, DbTaskResult
@@ -28,6 +31,9 @@ from .compat import (
 from .conf import Options
 from .exceptions import JobCancelled, TaskNotRegistered, exception_path
 from .serialization import check_arguments
+
+#: Rows per INSERT statement in ``enqueue_many()`` (all in one transaction).
+BULK_SIZE = 1000
 
 _RESULT_STATUS = {
     "READY": TaskResultStatus.READY,
@@ -57,6 +63,7 @@ class DatabaseBackend(BaseTaskBackend):
         # A configuration mistake is kept, not raised, so that ``manage.py check``
         # can report it cleanly; any real use of the backend raises it.
         self.config_error: ImproperlyConfigured | None = None
+        self._validated: set[tuple[Any, ...]] = set()
         self._config: Options | None = None
         try:
             self._config = self._load_config(alias, params)
@@ -93,8 +100,13 @@ class DatabaseBackend(BaseTaskBackend):
     # Enqueueing
 
     def validate_task(self, task: Task) -> None:
+        """Django's checks, done once per distinct task variant (they inspect the function)."""
         self.config  # noqa: B018 - raises the configuration error, if any, first
-        super().validate_task(task)
+        aware = task.run_after is None or timezone.is_aware(task.run_after)
+        variant = (task.func, task.takes_context, task.priority, task.queue_name, aware)
+        if (variant, settings.USE_TZ) not in self._validated:
+            super().validate_task(task)
+            self._validated.add((variant, settings.USE_TZ))
 
     def _new_job(self, task: Task, args: Iterable[Any], kwargs: dict[str, Any]) -> Any:
         from .models import Job
@@ -114,16 +126,37 @@ class DatabaseBackend(BaseTaskBackend):
             job.run_after = task.run_after
         return job
 
+    def _insert(self, task: Task, calls: list[tuple[list[Any], dict[str, Any]]]) -> list[Any]:
+        """Insert plain (not unique) jobs in bulk; return ``(id, enqueued_at)`` per call."""
+        encoded = []
+        for args, kwargs in calls:
+            check_arguments(task.module_path, args, kwargs)
+            encoded.append((json.dumps(args), json.dumps(kwargs)))
+        return queries.insert_jobs(
+            connections[self.database],
+            task_path=task.module_path,
+            queue_name=task.queue_name,
+            priority=task.priority,
+            max_attempts=getattr(task, "max_attempts", 1),
+            run_after=task.run_after,
+            calls=encoded,
+        )
+
+    def _is_unique(self, task: Task) -> bool:
+        return isinstance(task, DbTask) and task.unique is not None and task.unique is not False
+
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> DbTaskResult:
         self.validate_task(task)
-        job = self._new_job(task, args, kwargs)
-        if job.unique_key is not None:
+        args = list(args)
+        if self._is_unique(task):
+            job = self._new_job(task, args, kwargs)
             existing = self._insert_unique(job)
+            result = self.result_from_job(existing or job, task)
             if existing is not None:
-                return self.result_from_job(existing, task)
+                return result
         else:
-            job.save(using=self.database, force_insert=True)
-        result = self.result_from_job(job, task)
+            [(job_id, enqueued_at)] = self._insert(task, [(args, kwargs)])
+            result = self._new_result(task, job_id, args, kwargs, enqueued_at)
         task_enqueued.send(type(self), task_result=result)
         return result
 
@@ -159,21 +192,43 @@ class DatabaseBackend(BaseTaskBackend):
     def enqueue_many(
         self, task: Task, calls: Iterable[tuple[Iterable[Any], dict[str, Any]]]
     ) -> list[DbTaskResult]:
-        """Insert one job per ``(args, kwargs)`` with multi-row INSERTs in one transaction."""
-        from .models import Job
-
+        """Insert one job per ``(args, kwargs)``, 1,000 per INSERT, in one transaction."""
         self.validate_task(task)
-        if getattr(task, "unique", None):
+        pairs = [(list(args), dict(kwargs)) for args, kwargs in calls]
+        if self._is_unique(task):
             # Each unique job may turn out to be a duplicate: one by one, one transaction.
             with transaction.atomic(using=self.database):
-                return [self.enqueue(task, list(args), kwargs) for args, kwargs in calls]
-        jobs = [self._new_job(task, args, kwargs) for args, kwargs in calls]
+                return [self.enqueue(task, args, kwargs) for args, kwargs in pairs]
+        results = []
         with transaction.atomic(using=self.database):
-            Job.objects.using(self.database).bulk_create(jobs, batch_size=5000)
-        results = [self.result_from_job(job, task) for job in jobs]
+            for start in range(0, len(pairs), BULK_SIZE):
+                chunk = pairs[start : start + BULK_SIZE]
+                for (args, kwargs), (job_id, enqueued_at) in zip(
+                    chunk, self._insert(task, chunk), strict=True
+                ):
+                    results.append(self._new_result(task, job_id, args, kwargs, enqueued_at))
         for result in results:
             task_enqueued.send(type(self), task_result=result)
         return results
+
+    def _new_result(
+        self, task: Task, job_id: int, args: list[Any], kwargs: dict[str, Any], enqueued_at: Any
+    ) -> DbTaskResult:
+        """The result of a job just enqueued: READY, nothing run yet."""
+        return DbTaskResult(
+            task=task,
+            id=str(job_id),
+            status=TaskResultStatus.READY,
+            enqueued_at=enqueued_at,
+            started_at=None,
+            finished_at=None,
+            last_attempted_at=None,
+            args=args,
+            kwargs=kwargs,
+            backend=self.alias,
+            errors=[],
+            worker_ids=[],
+        )
 
     # Reading results
 

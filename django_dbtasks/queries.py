@@ -404,3 +404,61 @@ def prune(
     with connection.cursor() as cursor:
         cursor.execute(sql, [*status_params, d.seconds(-older_than), batch_size])
         return cursor.rowcount
+
+
+def insert_jobs(
+    connection: BaseDatabaseWrapper,
+    *,
+    task_path: str,
+    queue_name: str,
+    priority: int,
+    max_attempts: int,
+    run_after: datetime | None,
+    calls: list[tuple[str, str]],
+) -> list[tuple[int, datetime | None]]:
+    """Insert one READY job per ``(args_json, kwargs_json)`` in one statement.
+
+    Returns ``(id, enqueued_at)`` per call, in order. This is ``enqueue()``'s
+    hot path, so it is one precompiled statement rather than the ORM's
+    ``save()``; the column defaults mirror the model's. ``run_after`` NULL
+    means now, on the database's clock. Runs in the caller's transaction.
+    """
+    d = Dialect(connection)
+    columns = (
+        "task_path, queue_name, priority, max_attempts, run_after, args, kwargs, status, "
+        "attempts, crashes, errors, worker_ids, claimed_by"
+    )
+    fixed = "'READY', 0, 0, '[]', '[]', ''"
+    when = None if run_after is None else connection.ops.adapt_datetimefield_value(run_after)
+    if d.postgres and len(calls) > 1:
+        # Two array parameters instead of 7 per row: smaller to send, quicker to bind.
+        sql = (
+            f"INSERT INTO {JOB} ({columns}) SELECT %s, %s, %s, %s, COALESCE(%s, now()), "
+            f"call.args, call.kwargs, {fixed} "
+            f"FROM unnest(%s::jsonb[], %s::jsonb[]) AS call(args, kwargs) "
+            f"RETURNING id, enqueued_at"
+        )
+        params: list[Any] = [
+            task_path,
+            queue_name,
+            priority,
+            max_attempts,
+            when,
+            [args for args, _ in calls],
+            [kwargs for _, kwargs in calls],
+        ]
+    else:
+        cast = "::jsonb" if d.postgres else ""
+        row = f"(%s, %s, %s, %s, COALESCE(%s, {d.now}), %s{cast}, %s{cast}, {fixed})"
+        sql = (
+            f"INSERT INTO {JOB} ({columns}) VALUES {', '.join([row] * len(calls))} "
+            f"RETURNING id, enqueued_at"
+        )
+        params = [
+            value
+            for args, kwargs in calls
+            for value in (task_path, queue_name, priority, max_attempts, when, args, kwargs)
+        ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [(row[0], _when(row[1])) for row in cursor.fetchall()]

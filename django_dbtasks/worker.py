@@ -161,7 +161,7 @@ class Worker:
         self._install_signal_handlers()
         self.pool.start()
         if self.config.NOTIFY and self.connection.vendor == "postgresql":
-            self.listener = Listener(self.connection, self.settings.queues)
+            self.listener = Listener(self.connection)
         self.timers.heartbeat = time.monotonic() + self.config.HEARTBEAT_INTERVAL
         logger.info(
             "worker=%s started host=%s pid=%s queues=%s concurrency=%s database=%s burst=%s",

@@ -271,8 +271,8 @@ def _race(workers: int, jobs: int, start_worker, concurrency: str = "2") -> None
 
 
 @postgres_only
-def test_exactly_once_with_four_workers_racing_over_2000_jobs(start_worker):
-    _race(4, 2000, start_worker)
+def test_exactly_once_with_four_workers_racing_over_5000_jobs(start_worker):
+    _race(4, 5000, start_worker)
 
 
 @pytest.mark.skipif(IS_POSTGRES, reason="the SQLite variant of the race")

@@ -56,7 +56,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'ordering': ['-id'],
-                'indexes': [models.Index(models.OrderBy(models.F('priority'), descending=True), models.F('run_after'), models.F('id'), condition=models.Q(('status', 'READY')), name='dbtasks_job_ready'), models.Index(models.F('lease_expires_at'), condition=models.Q(('status', 'RUNNING')), name='dbtasks_job_running_lease'), models.Index(fields=['status', 'finished_at'], name='dbtasks_job_status_finished'), models.Index(fields=['task_path', 'status'], name='dbtasks_job_task_status')],
+                'indexes': [models.Index(models.OrderBy(models.F('priority'), descending=True), models.F('run_after'), models.F('id'), condition=models.Q(('status', 'READY')), name='dbtasks_job_ready'), models.Index(models.F('lease_expires_at'), condition=models.Q(('status', 'RUNNING')), name='dbtasks_job_running_lease'), models.Index(models.F('finished_at'), condition=models.Q(('status__in', ['SUCCESSFUL', 'FAILED', 'CANCELLED'])), name='dbtasks_job_finished')],
                 'constraints': [models.UniqueConstraint(condition=models.Q(('status__in', ['READY', 'RUNNING']), ('unique_key__isnull', False)), fields=('task_path', 'unique_key'), name='dbtasks_job_unique_unfinished'), models.CheckConstraint(condition=models.Q(('priority__gte', -100), ('priority__lte', 100)), name='dbtasks_job_priority_range'), models.CheckConstraint(condition=models.Q(('status__in', ['READY', 'RUNNING', 'SUCCESSFUL', 'FAILED', 'CANCELLED'])), name='dbtasks_job_status_valid')],
             },
         ),

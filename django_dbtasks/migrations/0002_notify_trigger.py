@@ -5,14 +5,12 @@ from django.db import migrations
 CREATE = """
 CREATE OR REPLACE FUNCTION dbtasks_job_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('dbtasks', queue_name)
-    FROM (SELECT DISTINCT queue_name FROM dbtasks_new_jobs) AS queues;
+    PERFORM pg_notify('dbtasks', '');
     RETURN NULL;
 END
 $$;
 CREATE TRIGGER dbtasks_job_notify
     AFTER INSERT ON django_dbtasks_job
-    REFERENCING NEW TABLE AS dbtasks_new_jobs
     FOR EACH STATEMENT EXECUTE FUNCTION dbtasks_job_notify();
 """
 

@@ -1,0 +1,108 @@
+"""The mechanisms speed relies on, proved without timing: plans, wake-ups, batching."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from django.db import connection, transaction
+
+from django_dbtasks import queries
+from django_dbtasks.compat import TaskResultStatus
+from django_dbtasks.models import Job
+
+from .conftest import postgres_only, wait_until
+from .testapp import tasks
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _claim_plan(limit: int) -> dict:
+    """EXPLAIN (ANALYZE) of the real claim statement, inside a rolled-back transaction."""
+    plans: list[dict] = []
+
+    def explain(execute, sql, params, many, context):
+        with connection.connection.cursor() as cursor:
+            cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, params)
+            plans.append(cursor.fetchone()[0][0]["Plan"])
+        return execute(sql, params, many, context)
+
+    with transaction.atomic(), connection.execute_wrapper(explain):
+        claimed = queries.claim(connection, ["default"], limit, "explain", 30.0)
+        transaction.set_rollback(True)
+    assert len(claimed) == limit
+    return plans[0]
+
+
+def _nodes(plan: dict):
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child)
+
+
+@postgres_only
+def test_claim_uses_the_ready_index_and_reads_a_bounded_number_of_rows():
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {queries.JOB} (task_path, queue_name, priority, status, args, kwargs,"
+            " run_after, finished_at, attempts, max_attempts, crashes, errors, worker_ids,"
+            " claimed_by) SELECT 'tests.testapp.tasks.noop', 'default', 0, 'SUCCESSFUL', '[]',"
+            " '{}', now(), now(), 1, 1, 0, '[]', '[]', '' FROM generate_series(1, 1000000)"
+        )
+        cursor.execute(
+            f"INSERT INTO {queries.JOB} (task_path, queue_name, priority, status, args, kwargs,"
+            " attempts, max_attempts, crashes, errors, worker_ids, claimed_by)"
+            " SELECT 'tests.testapp.tasks.noop', 'default', (g % 5) - 2, 'READY', '[]', '{}',"
+            " 0, 1, 0, '[]', '[]', '' FROM generate_series(1, 100000) AS g"
+        )
+        cursor.execute(f"ANALYZE {queries.JOB}")
+
+    plan = _claim_plan(limit=50)
+
+    nodes = list(_nodes(plan))
+    assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], json.dumps(plan, indent=1)
+    assert not [n for n in nodes if n["Node Type"] == "Sort"], "the index gives the order"
+    [scan] = [n for n in nodes if n.get("Index Name") == "dbtasks_job_ready"]
+    assert scan["Node Type"] == "Index Scan"
+    assert scan["Actual Rows"] + scan.get("Rows Removed by Filter", 0) <= 3 * 50
+    assert plan["Actual Rows"] == 50
+
+
+@postgres_only
+def test_a_notification_wakes_an_idle_worker_long_before_its_poll(start_worker):
+    worker = start_worker(DBTASKS_TEST_POLL="30")
+    wait_until(lambda: "started" in worker.output())
+    time.sleep(1.5)  # idle, sleeping until its 30 s poll
+    enqueued = time.monotonic()
+    result = tasks.add.enqueue(1, 2)
+    result.wait(timeout=10)
+    assert time.monotonic() - enqueued < 2, "woken by NOTIFY, not by the 30 s poll"
+    assert result.status == TaskResultStatus.SUCCESSFUL
+
+
+def test_without_notifications_polling_finishes_every_job(start_worker):
+    start_worker("--concurrency", "2", DBTASKS_TEST_NOTIFY="0", DBTASKS_TEST_POLL="0.2")
+    time.sleep(1)
+    results = tasks.add.enqueue_many([((i, i), {}) for i in range(300)])
+    for result in results:
+        result.wait(timeout=60)
+    assert {r.return_value for r in results} == {2 * i for i in range(300)}
+
+
+def test_enqueue_many_sends_one_insert_per_thousand_jobs(django_assert_max_num_queries):
+    with django_assert_max_num_queries(4):  # BEGIN/SAVEPOINT, 2 INSERTs, COMMIT/RELEASE
+        results = tasks.add.enqueue_many([((i, 1), {}) for i in range(2000)])
+    assert len(results) == len({r.id for r in results}) == 2000
+    assert Job.objects.count() == 2000
+
+
+def test_batch_completion_applies_only_to_jobs_the_worker_still_holds():
+    jobs = tasks.add.enqueue_many([((i, 0), {}) for i in range(4)])
+    claimed = queries.claim(connection, ["default"], 4, "w", 30)
+    assert {str(job.id) for job in claimed} == {job.id for job in jobs}
+    stale, *held = claimed
+    Job.objects.filter(pk=stale.id).update(lease_token="0" * 32)  # rescued and re-claimed
+    applied = queries.complete_many(connection, [(job.id, job.lease_token, "1") for job in claimed])
+    assert applied == {job.id for job in held}
+    assert Job.objects.get(pk=stale.id).status == "RUNNING"
