@@ -7,7 +7,6 @@ and no worker can see the row before it commits.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,7 +29,7 @@ from .compat import (
 )
 from .conf import Options
 from .exceptions import JobCancelled, TaskNotRegistered, exception_path
-from .serialization import check_arguments
+from .serialization import check_arguments, encode_arguments
 
 #: Rows per INSERT statement in ``enqueue_many()`` (all in one transaction).
 BULK_SIZE = 1000
@@ -128,10 +127,7 @@ class DatabaseBackend(BaseTaskBackend):
 
     def _insert(self, task: Task, calls: list[tuple[list[Any], dict[str, Any]]]) -> list[Any]:
         """Insert plain (not unique) jobs in bulk; return ``(id, enqueued_at)`` per call."""
-        encoded = []
-        for args, kwargs in calls:
-            check_arguments(task.module_path, args, kwargs)
-            encoded.append((json.dumps(args), json.dumps(kwargs)))
+        encoded = [encode_arguments(task.module_path, args, kwargs) for args, kwargs in calls]
         return queries.insert_jobs(
             connections[self.database],
             task_path=task.module_path,

@@ -60,14 +60,16 @@ def _child_main(conn: Connection, worker_id: str, stopping: Event) -> None:
             return
         if chunk is None:
             return
+        # Like a request, each job starts with connections checked (CONN_MAX_AGE,
+        # health checks, errors); when the chunk is done they are checked again
+        # before the child goes idle.
         for job in chunk:
             if stopping.is_set():
                 conn.send(Skipped(job.id))
                 continue
             close_old_connections()
-            outcome = execution.run(job, worker_id)
-            close_old_connections()
-            conn.send(outcome)
+            conn.send(execution.run(job, worker_id))
+        close_old_connections()
 
 
 @dataclass

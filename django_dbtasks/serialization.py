@@ -53,6 +53,15 @@ def _find_offender(value: Any) -> Any:
     return None
 
 
+def encode_arguments(task_path: str, args: list[Any], kwargs: dict[str, Any]) -> tuple[str, str]:
+    """Return args and kwargs as JSON text, or raise ``ArgumentNotSerializable``."""
+    try:
+        return json.dumps(args, allow_nan=False), json.dumps(kwargs, allow_nan=False)
+    except (TypeError, ValueError):
+        check_arguments(task_path, args, kwargs)
+        raise  # pragma: no cover - check_arguments names the culprit first
+
+
 def check_arguments(task_path: str, args: tuple | list, kwargs: dict[str, Any]) -> None:
     """Raise ``ArgumentNotSerializable`` naming the first argument JSON cannot store."""
     labelled = [(f"positional argument {i}", v) for i, v in enumerate(args)]
