@@ -71,10 +71,12 @@ def run(job: ClaimedJob, worker_id: str) -> Outcome:
         encoded = dumps_return_value(value)
     except Exception as exc:
         ended = time.monotonic()
+        error = error_entry(type(exc), "".join(traceback.format_exception(exc)))
+        error["message"] = traceback.format_exception_only(exc)[0].strip()
         return Outcome(
             job_id=job.id,
             succeeded=False,
-            error=error_entry(type(exc), "".join(traceback.format_exception(exc))),
+            error=error,
             duration=ended - started,
             finished_at=ended,
         )

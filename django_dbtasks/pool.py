@@ -134,11 +134,14 @@ class Pool:
 
     def free_slots(self) -> int:
         """How many more jobs the pool can take now."""
-        held = sum(len(child.jobs) for child in self.children) + len(self.backlog)
-        return max(0, self.size * self.capacity - held)
+        return max(0, self.size * self.capacity - self.holding())
 
     def has_idle_child(self) -> bool:
         return any(not child.jobs for child in self.children)
+
+    def holding(self) -> int:
+        """How many jobs the pool holds (cheap: no list is built)."""
+        return sum(len(child.jobs) for child in self.children) + len(self.backlog)
 
     def running(self) -> list[ClaimedJob]:
         """Every job the pool holds: running, queued in a child, or in the backlog."""

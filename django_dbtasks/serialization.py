@@ -78,10 +78,11 @@ def check_arguments(task_path: str, args: tuple | list, kwargs: dict[str, Any]) 
 
 def dumps_return_value(value: Any) -> str:
     """Encode a task's return value, with a clear error when JSON cannot hold it."""
-    offender = _find_offender(value)
-    if offender is not None:
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        offender = _find_offender(value)
         raise ArgumentNotSerializable(
             f"The task returned a {_describe(offender)}, which is not JSON serialisable; "
             "return plain JSON data (for a model instance, its primary key)."
         )
-    return json.dumps(value)

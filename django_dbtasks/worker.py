@@ -8,6 +8,7 @@ the loop one turn at a time.
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import signal
@@ -122,6 +123,7 @@ class Worker:
         self.more_ready = True  # the last claim was full: more jobs may be waiting
         self.notified = False
         self.listener: Listener | None = None
+        self._in_flight: dict[int, DbTaskResult] = {}  # task_started's result, per job
         self.processed = 0
         self._wakeup_r, self._wakeup_w = -1, -1
         self._previous_handlers: dict[int, Any] = {}
@@ -198,7 +200,7 @@ class Worker:
             ) from error
 
     def shutdown(self) -> None:
-        kill = self.stop.forced or bool(self.pool.running())
+        kill = self.stop.forced or bool(self.pool.holding())
         self.pool.stop(kill=kill)
         self._sync(claim=False)
         released = self._db(lambda: queries.release(self.connection, self.id)) or 0
@@ -218,14 +220,14 @@ class Worker:
             return False
         if self.stop.requested:
             self.pool.drop_backlog()  # never started: released to other workers on exit
-            if not self.pool.running():
+            if not self.pool.holding():
                 return False
             if self.stop.grace_deadline is not None and now >= self.stop.grace_deadline:
                 logger.warning(
                     "worker=%s grace period of %gs is over; stopping %d running job(s)",
                     self.id,
                     self.grace_period,
-                    len(self.pool.running()),
+                    self.pool.holding(),
                 )
                 return False
         if now >= self.timers.heartbeat:
@@ -262,7 +264,7 @@ class Worker:
 
     def _drained(self) -> bool:
         """Burst mode: nothing running or unwritten, and the last claim came back short."""
-        return not (self.pool.running() or self.finished or self.more_ready or self.database_down)
+        return not (self.pool.holding() or self.finished or self.more_ready or self.database_down)
 
     def _wait_timeout(self) -> float:
         now = time.monotonic()
@@ -342,7 +344,7 @@ class Worker:
         if self.finished_since is None:
             self.finished_since = time.monotonic()
         return (
-            not self.pool.running()
+            not self.pool.holding()
             or self.stop.requested
             or len(self.finished) >= self.config.MAX_BATCH
             or time.monotonic() - self.finished_since >= self.config.PREFETCH_SECONDS
@@ -408,7 +410,9 @@ class Worker:
         if item.outcome.succeeded:
             self.pace.observe(item.outcome.duration)
         self._log_outcome(item.job, item.outcome, status)
-        if status is not None:
+        if status is None:
+            self._in_flight.pop(item.job.id, None)
+        else:
             self._send_signal(task_finished, item.job, status, item.outcome)
 
     def _log_outcome(self, job: ClaimedJob, outcome: Outcome, status: str | None) -> None:
@@ -425,8 +429,8 @@ class Worker:
         label = "SUCCESSFUL" if outcome.succeeded else ("RETRY" if status == "READY" else "FAILED")
         error = ""
         if outcome.error:
-            last_line = outcome.error.get("traceback", "").strip().splitlines()[-1:]
-            error = f" error={last_line[0] if last_line else outcome.error['exception_class_path']}"
+            message = outcome.error.get("message") or outcome.error["exception_class_path"]
+            error = f" error={message}"
         log = logger.info if outcome.succeeded else logger.warning
         log(
             "job=%s task=%s outcome=%s duration=%.3fs attempt=%d/%d%s",
@@ -442,39 +446,48 @@ class Worker:
     def _send_signal(
         self, signal_: Any, job: ClaimedJob, status: str, outcome: Outcome | None = None
     ) -> None:
-        task = registry.lookup(job.task_path)
-        if task is None or not signal_.receivers:
-            return
-        errors = []
-        if outcome is not None and outcome.error:
-            errors.append(
-                TaskError(
+        """Send task_started (``outcome`` None) or task_finished with a TaskResult.
+
+        The result built for task_started is kept and updated for
+        task_finished: one object per job, not two, on the worker's hot path.
+        """
+        result = self._in_flight.pop(job.id, None)
+        if outcome is None or result is None:
+            task = registry.lookup(job.task_path)
+            if task is None:
+                return
+            result = DbTaskResult(
+                task=task,
+                id=str(job.id),
+                status=TaskResultStatus.RUNNING,
+                enqueued_at=job.enqueued_at,
+                started_at=job.started_at,
+                finished_at=None,
+                last_attempted_at=None,
+                args=job.args,
+                kwargs=job.kwargs,
+                backend=self.backend.alias,
+                errors=[],
+                worker_ids=job.worker_ids,
+            )
+        if outcome is None:
+            self._in_flight[job.id] = result
+        else:
+            object.__setattr__(result, "status", TaskResultStatus(status))
+            if outcome.error:
+                error = TaskError(
                     exception_class_path=outcome.error["exception_class_path"],
                     traceback=outcome.error.get("traceback", ""),
                 )
-            )
-        result = DbTaskResult(
-            task=task,
-            id=str(job.id),
-            status=TaskResultStatus(status),
-            enqueued_at=job.enqueued_at,
-            started_at=job.started_at,
-            finished_at=None,
-            last_attempted_at=None,
-            args=job.args,
-            kwargs=job.kwargs,
-            backend=self.backend.alias,
-            errors=errors,
-            worker_ids=job.worker_ids,
-        )
-        if outcome is not None and outcome.succeeded:
-            import json
-
-            object.__setattr__(result, "_return_value", json.loads(outcome.return_value_json))
+                object.__setattr__(result, "errors", [error])
+            elif outcome.succeeded:
+                value = json.loads(outcome.return_value_json)
+                object.__setattr__(result, "_return_value", value)
         try:
             signal_.send(type(self.backend), task_result=result)
         except Exception:
-            logger.exception("job=%s a %s receiver raised", job.id, "signal")
+            # A receiver's bug must not stop the worker; the job's outcome stands.
+            logger.exception("job=%s a receiver of %s raised", job.id, status)
 
     # Maintenance: heartbeat, rescue, cleanup
 
@@ -577,5 +590,5 @@ class Worker:
             self.id,
             name,
             self.grace_period,
-            len(self.pool.running()),
+            self.pool.holding(),
         )

@@ -47,6 +47,17 @@ def test_round_trip_through_the_standard_api():
     assert "outcome=FAILED" in finished.stderr and "error=ValueError: it broke" in finished.stderr
 
 
+def test_worker_sends_task_started_and_task_finished():
+    result = tasks.record_run.enqueue("signals")
+    finished = run_worker()
+    assert finished.returncode == 0
+    assert "receiver" not in finished.stderr, finished.stderr
+    labels = list(
+        Execution.objects.filter(job_id=result.id).order_by("id").values_list("label", flat=True)
+    )
+    assert labels == ["started:RUNNING", "signals", "finished:SUCCESSFUL:signals"]
+
+
 def test_startup_log_names_worker_queues_concurrency_and_tasks():
     finished = run_worker("--concurrency", "2", "--queue", "emails")
     assert finished.returncode == 0, finished.stderr

@@ -6,9 +6,10 @@ import signal
 import time
 
 from asgiref.sync import sync_to_async
+from django.dispatch import receiver
 
 from django_dbtasks import Backoff, task
-from django_dbtasks.compat import standard_task
+from django_dbtasks.compat import standard_task, task_finished, task_started
 
 from .models import Execution
 
@@ -133,3 +134,16 @@ def unique_per_user(context, user_id, note=""):
 def resilient_record(context, label):
     """Records its run; its own database writes may fail during an outage, so it retries."""
     record(label, context.task_result.id)
+
+
+@receiver(task_started)
+def record_started(sender, task_result, **kwargs):
+    """Prove task_started reaches receivers in the worker (only for this marker job)."""
+    if task_result.args == ["signals"]:
+        record(f"started:{task_result.status}", task_result.id)
+
+
+@receiver(task_finished)
+def record_finished(sender, task_result, **kwargs):
+    if task_result.args == ["signals"]:
+        record(f"finished:{task_result.status}:{task_result.return_value}", task_result.id)
