@@ -31,8 +31,12 @@ class Outcome:
     finished_at: float = 0.0
 
 
-def error_entry(exc_type: type[BaseException], text: str) -> dict[str, Any]:
-    return {"exception_class_path": exception_path(exc_type), "traceback": text}
+def error_entry(
+    exc_type: type[BaseException], text: str, message: str | None = None
+) -> dict[str, Any]:
+    """One failed attempt as stored in ``Job.errors`` (Django's TaskError, plus a summary)."""
+    summary = message or f"{exc_type.__name__}: {text.strip().splitlines()[0] if text else ''}"
+    return {"exception_class_path": exception_path(exc_type), "traceback": text, "message": summary}
 
 
 def _call(job: ClaimedJob, worker_id: str) -> Any:
@@ -71,8 +75,11 @@ def run(job: ClaimedJob, worker_id: str) -> Outcome:
         encoded = dumps_return_value(value)
     except Exception as exc:
         ended = time.monotonic()
-        error = error_entry(type(exc), "".join(traceback.format_exception(exc)))
-        error["message"] = traceback.format_exception_only(exc)[0].strip()
+        error = error_entry(
+            type(exc),
+            "".join(traceback.format_exception(exc)),
+            message=traceback.format_exception_only(exc)[0].strip(),
+        )
         return Outcome(
             job_id=job.id,
             succeeded=False,
