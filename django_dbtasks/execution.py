@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import registry
+from .base import DbTask, DbTaskResult
 from .compat import TaskContext, TaskResultStatus
 from .exceptions import TaskNotRegistered, exception_path
 from .queries import ClaimedJob
@@ -39,18 +40,9 @@ def error_entry(
     return {"exception_class_path": exception_path(exc_type), "traceback": text, "message": summary}
 
 
-def _call(job: ClaimedJob, worker_id: str) -> Any:
-    from .backend import DatabaseBackend
-
-    task = registry.lookup(job.task_path)
-    if task is None:
-        raise TaskNotRegistered(registry.not_registered_message(job.task_path))
-    if not task.takes_context:
-        return task.call(*job.args, **job.kwargs)
-    backend = task.get_backend()
-    from .base import DbTaskResult
-
-    result = DbTaskResult(
+def running_result(task: DbTask, job: ClaimedJob) -> DbTaskResult:
+    """The TaskResult of a job being run: the task's context, and the worker's signals."""
+    return DbTaskResult(
         task=task,
         id=str(job.id),
         status=TaskResultStatus.RUNNING,
@@ -60,18 +52,27 @@ def _call(job: ClaimedJob, worker_id: str) -> Any:
         last_attempted_at=None,
         args=job.args,
         kwargs=job.kwargs,
-        backend=backend.alias if isinstance(backend, DatabaseBackend) else task.backend,
+        backend=task.backend,
         errors=[],
         worker_ids=job.worker_ids,
     )
-    return task.call(TaskContext(task_result=result), *job.args, **job.kwargs)
 
 
-def run(job: ClaimedJob, worker_id: str) -> Outcome:
+def _call(job: ClaimedJob) -> Any:
+    task = registry.lookup(job.task_path)
+    if task is None:
+        raise TaskNotRegistered(registry.not_registered_message(job.task_path))
+    if not task.takes_context:
+        return task.call(*job.args, **job.kwargs)
+    context: Any = TaskContext(task_result=running_result(task, job))
+    return task.call(context, *job.args, **job.kwargs)
+
+
+def run(job: ClaimedJob) -> Outcome:
     """Call the job's task; any exception becomes a failed outcome with its traceback."""
     started = time.monotonic()
     try:
-        value = _call(job, worker_id)
+        value = _call(job)
         encoded = dumps_return_value(value)
     except Exception as exc:
         ended = time.monotonic()

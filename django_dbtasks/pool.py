@@ -44,7 +44,7 @@ class Skipped:
     job_id: int
 
 
-def _child_main(conn: Connection, worker_id: str, stopping: Event) -> None:
+def _child_main(conn: Connection, stopping: Event) -> None:
     """Receive chunks of jobs, run them one by one, send back one outcome each."""
     from django.db import close_old_connections
 
@@ -68,7 +68,7 @@ def _child_main(conn: Connection, worker_id: str, stopping: Event) -> None:
                 conn.send(Skipped(job.id))
                 continue
             close_old_connections()
-            conn.send(execution.run(job, worker_id))
+            conn.send(execution.run(job))
         close_old_connections()
 
 
@@ -92,12 +92,10 @@ class Pool:
     def __init__(
         self,
         size: int,
-        worker_id: str,
         before_fork: Callable[[], None],
         timeout_of: Callable[[ClaimedJob], float | None],
     ) -> None:
         self.size = size
-        self.worker_id = worker_id
         self.before_fork = before_fork
         self.timeout_of = timeout_of
         self.capacity = 1  # jobs handed to one child at a time (the chunk size)
@@ -113,7 +111,7 @@ class Pool:
         parent_end, child_end = _fork.Pipe()
         process = _fork.Process(
             target=_child_main,
-            args=(child_end, self.worker_id, self.stopping),
+            args=(child_end, self.stopping),
             name="dbtasks-child",
         )
         process.daemon = True

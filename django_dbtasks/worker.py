@@ -26,7 +26,7 @@ from .backend import DatabaseBackend
 from .base import DbTaskResult
 from .compat import TaskError, TaskResultStatus, task_finished, task_started
 from .exceptions import PoisonJob, TaskNotRegistered
-from .execution import Outcome, error_entry
+from .execution import Outcome, error_entry, running_result
 from .notify import Listener
 from .pool import Finished, Pool
 from .queries import ClaimedJob
@@ -109,7 +109,6 @@ class Worker:
         self.id = new_worker_id()
         self.pool = Pool(
             settings.concurrency,
-            self.id,
             before_fork=connections.close_all,
             timeout_of=self._timeout_of,
         )
@@ -456,20 +455,7 @@ class Worker:
             task = registry.lookup(job.task_path)
             if task is None:
                 return
-            result = DbTaskResult(
-                task=task,
-                id=str(job.id),
-                status=TaskResultStatus.RUNNING,
-                enqueued_at=job.enqueued_at,
-                started_at=job.started_at,
-                finished_at=None,
-                last_attempted_at=None,
-                args=job.args,
-                kwargs=job.kwargs,
-                backend=self.backend.alias,
-                errors=[],
-                worker_ids=job.worker_ids,
-            )
+            result = running_result(task, job)
         if outcome is None:
             self._in_flight[job.id] = result
         else:
