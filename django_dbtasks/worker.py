@@ -15,7 +15,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
@@ -90,7 +90,6 @@ class _Stop:
     requested: bool = False
     forced: bool = False
     grace_deadline: float | None = None
-    signals: list[int] = field(default_factory=list)
 
 
 def new_worker_id() -> str:
@@ -116,9 +115,8 @@ class Worker:
         self.stop = _Stop()
         self.finished: list[Finished] = []  # outcomes not yet written
         self.finished_since: float | None = None  # when the oldest of them arrived
-        self.pace = Pace(
-            self.config.PREFETCH_SECONDS, self.config.MAX_BATCH // settings.concurrency
-        )
+        per_child = max(1, self.config.MAX_BATCH // settings.concurrency)
+        self.pace = Pace(self.config.PREFETCH_SECONDS, per_child)
         self.more_ready = True  # the last claim was full: more jobs may be waiting
         self.notified = False
         self.listener: Listener | None = None
