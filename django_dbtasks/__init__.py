@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Backoff", "DbTask", "DbTaskResult", "task"]
+__all__ = ["Backoff", "DbTask", "DbTaskResult", "periodic", "task"]
 
 if TYPE_CHECKING:
     from .base import DbTask, DbTaskResult, task
     from .retry import Backoff
+    from .scheduler import periodic
 
 
 def __getattr__(name: str) -> Any:
@@ -19,6 +20,10 @@ def __getattr__(name: str) -> Any:
         from . import base
 
         return getattr(base, name)
+    if name == "periodic":
+        from .scheduler import periodic
+
+        return periodic
     if name == "Backoff":
         from .retry import Backoff
 

@@ -84,6 +84,13 @@ class Job(models.Model):
         default=list, blank=True, help_text=_("The worker of each run, in order.")
     )
 
+    # Set for jobs a cron schedule produced: one job per schedule and fire time,
+    # enforced by a unique constraint, however many schedulers run.
+    schedule = models.ForeignKey(
+        "Schedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    scheduled_for = models.DateTimeField(null=True, blank=True)
+
     # Set for tasks declared ``unique``: at most one READY or RUNNING job per
     # (task_path, unique_key), enforced by a partial unique index. NULL (not "")
     # for other jobs, so they stay out of that index.
@@ -120,6 +127,9 @@ class Job(models.Model):
             ),
         ]
         constraints = [
+            models.UniqueConstraint(
+                fields=["schedule", "scheduled_for"], name="dbtasks_job_one_per_fire_time"
+            ),
             models.UniqueConstraint(
                 fields=["task_path", "unique_key"],
                 condition=models.Q(status__in=["READY", "RUNNING"], unique_key__isnull=False),
@@ -164,3 +174,114 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hostname}:{self.pid} ({self.id})"
+
+
+class MissedFires(models.TextChoices):
+    """What a schedule does about fire times that passed while no scheduler ran."""
+
+    LATEST = "LATEST", _("Fire once, for the most recent missed time")
+    SKIP = "SKIP", _("Skip them; fire at the next time only")
+    ALL = "ALL", _("Fire each missed time (at most 100 at once)")
+
+
+def _default_timezone() -> str:
+    from django.conf import settings
+
+    return str(getattr(settings, "TIME_ZONE", None) or "UTC")
+
+
+class Schedule(models.Model):
+    """A cron schedule that enqueues a registered task at each fire time."""
+
+    name = models.CharField(max_length=200, unique=True)
+    task_path = models.CharField(max_length=255, help_text=_("A registered task."))
+    cron = models.CharField(
+        max_length=100,
+        help_text=_("5 fields, an optional 6th for seconds, or @hourly/@daily/@weekly/..."),
+    )
+    timezone = models.CharField(max_length=64, default=_default_timezone)
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    queue_name = models.CharField(
+        max_length=64, blank=True, default="", help_text=_("Blank: the task's queue.")
+    )
+    priority = models.SmallIntegerField(
+        null=True, blank=True, help_text=_("Blank: the task's priority.")
+    )
+    enabled = models.BooleanField(default=True)
+    missed = models.CharField(max_length=8, choices=MissedFires.choices, default=MissedFires.LATEST)
+    from_code = models.BooleanField(
+        default=False, editable=False, help_text=_("Declared with periodic() in code.")
+    )
+    last_fire_at = models.DateTimeField(null=True, blank=True, editable=False)
+    next_fire_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [
+            models.Index(
+                "next_fire_at", name="dbtasks_schedule_due", condition=models.Q(enabled=True)
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.cron})"
+
+    def save(self, *args: Any, recompute: bool = True, **kwargs: Any) -> None:
+        """Recompute the next fire time, so an edited expression applies from its next time.
+
+        The scheduler sets ``next_fire_at`` itself (from the database's clock)
+        and passes ``recompute=False``.
+        """
+        from django.utils import timezone as django_timezone
+
+        from . import cron
+
+        if recompute:
+            try:
+                after = max(filter(None, [self.last_fire_at, django_timezone.now()]))
+                self.next_fire_at = cron.next_fire_time(self.cron, self.timezone, after)
+            except cron.InvalidCron:
+                self.next_fire_at = None  # full_clean() explains; an invalid row never fires
+            update_fields = kwargs.get("update_fields")
+            if update_fields is not None and "next_fire_at" not in update_fields:
+                kwargs["update_fields"] = [*update_fields, "next_fire_at"]
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from . import cron, registry
+
+        errors: dict[str, str] = {}
+        try:
+            cron.validate(self.cron)
+        except cron.InvalidCron as error:
+            errors["cron"] = str(error)
+        try:
+            cron.zone(self.timezone)
+        except cron.InvalidCron as error:
+            errors["timezone"] = str(error)
+        if registry.lookup(self.task_path) is None:
+            known = ", ".join(registry.registered_paths()[:10]) or "none yet"
+            errors["task_path"] = (
+                f"{self.task_path!r} is not a registered task: schedules can only run "
+                f"functions decorated with @task (registered: {known})."
+            )
+        if errors:
+            raise ValidationError(errors)
+
+    def upcoming(self, count: int = 5) -> list[Any]:
+        """The next ``count`` fire times (UTC), for people reading the schedule."""
+        from django.utils import timezone as django_timezone
+
+        from . import cron
+
+        return cron.fire_times(self.cron, self.timezone, django_timezone.now(), limit=count)
+
+    def describe(self) -> str:
+        from . import cron
+
+        return cron.describe(self.cron)

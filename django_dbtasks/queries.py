@@ -462,3 +462,18 @@ def insert_jobs(
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [(row[0], _when(row[1])) for row in cursor.fetchall()]
+
+
+def database_now(connection: BaseDatabaseWrapper) -> datetime:
+    """The database's clock, for code that must compare times the way SQL does.
+
+    ``clock_timestamp()`` rather than ``now()``: the time of this call, even
+    inside a transaction that began earlier.
+    """
+    d = Dialect(connection)
+    clock = "clock_timestamp()" if d.postgres else d.now.replace("%%", "%")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {clock}")
+        value = _when(cursor.fetchone()[0])
+    assert value is not None
+    return value

@@ -30,6 +30,7 @@ from .execution import Outcome, error_entry, running_result
 from .notify import Listener
 from .pool import Finished, Pool
 from .queries import ClaimedJob
+from .scheduler import Scheduler
 
 logger = logging.getLogger("django_dbtasks.worker")
 T = TypeVar("T")
@@ -38,6 +39,8 @@ T = TypeVar("T")
 CONNECTION_ERRORS = (OperationalError, InterfaceError)
 #: Seconds between sweeps that forget long-dead workers.
 WORKER_CLEANUP_INTERVAL = 300.0
+#: Longest wait between two looks at the schedule table (new or edited schedules).
+SCHEDULE_CHECK_INTERVAL = 1.0
 
 
 class DatabaseUnavailable(Exception):
@@ -50,6 +53,7 @@ class WorkerSettings:
     concurrency: int = 1
     burst: bool = False
     grace_period: float | None = None  # None: the backend's GRACE_PERIOD option
+    scheduler: bool = True  # run the cron scheduler in this worker
 
 
 @dataclass
@@ -59,6 +63,7 @@ class _Timers:
     db_retry: float = 0.0
     db_backoff: float = 0.0
     next_poll: float = 0.0
+    schedule: float = 0.0
 
 
 class Pace:
@@ -120,6 +125,7 @@ class Worker:
         self.more_ready = True  # the last claim was full: more jobs may be waiting
         self.notified = False
         self.listener: Listener | None = None
+        self.scheduler = Scheduler(self.config.DATABASE) if settings.scheduler else None
         self._in_flight: dict[int, DbTaskResult] = {}  # task_started's result, per job
         self.processed = 0
         self._wakeup_r, self._wakeup_w = -1, -1
@@ -157,13 +163,16 @@ class Worker:
             self.settings.queues,
             self.settings.concurrency,
         )
+        if self.scheduler is not None:
+            self.scheduler.sync_declared()
         self._install_signal_handlers()
         self.pool.start()
         if self.config.NOTIFY and self.connection.vendor == "postgresql":
             self.listener = Listener(self.connection)
         self.timers.heartbeat = time.monotonic() + self.config.HEARTBEAT_INTERVAL
         logger.info(
-            "worker=%s started host=%s pid=%s queues=%s concurrency=%s database=%s burst=%s",
+            "worker=%s started host=%s pid=%s queues=%s concurrency=%s database=%s burst=%s "
+            "scheduler=%s",
             self.id,
             socket.gethostname(),
             os.getpid(),
@@ -171,6 +180,7 @@ class Worker:
             self.settings.concurrency,
             self.config.DATABASE,
             self.settings.burst,
+            self.scheduler is not None,
         )
         logger.info("worker=%s tasks=%s", self.id, ", ".join(registry.registered_paths()))
 
@@ -229,6 +239,8 @@ class Worker:
                 return False
         if now >= self.timers.heartbeat:
             self._maintenance(now)
+        if self.scheduler is not None and now >= self.timers.schedule and not self.stop.requested:
+            self._schedule(now)
         self._sync(claim=self._should_claim(now))
         if self.settings.burst and self._drained():
             return False
@@ -243,6 +255,14 @@ class Worker:
             self.notified = bool(self._db(lambda: bool(self.listener and self.listener.drain())))
         self.finished.extend(finished)
         return True
+
+    def _schedule(self, now: float) -> None:
+        """Fire due cron schedules; look again when the next is due (or within a second)."""
+        assert self.scheduler is not None
+        delay = self._db(self.scheduler.tick)
+        wait = SCHEDULE_CHECK_INTERVAL if delay is None else min(delay, SCHEDULE_CHECK_INTERVAL)
+        self.timers.schedule = now + wait
+        self.more_ready = True  # a fire may have enqueued jobs for us
 
     def _should_claim(self, now: float) -> bool:
         if self.stop.requested or now < self.timers.db_retry:
@@ -274,6 +294,8 @@ class Worker:
             limits.append(deadline - now)
         if self.stop.grace_deadline is not None:
             limits.append(self.stop.grace_deadline - now)
+        if self.scheduler is not None and not self.stop.requested:
+            limits.append(self.timers.schedule - now)
         if self.database_down:
             limits.append(self.timers.db_retry - now)
         elif self._claim_limit() and not self.stop.requested:

@@ -8,7 +8,7 @@ import time
 from asgiref.sync import sync_to_async
 from django.dispatch import receiver
 
-from django_dbtasks import Backoff, task
+from django_dbtasks import Backoff, periodic, task
 from django_dbtasks.compat import standard_task, task_finished, task_started
 
 from .models import Execution
@@ -147,3 +147,6 @@ def record_started(sender, task_result, **kwargs):
 def record_finished(sender, task_result, **kwargs):
     if task_result.args == ["signals"]:
         record(f"finished:{task_result.status}:{task_result.return_value}", task_result.id)
+
+
+periodic(noop, "0 3 * * *", name="nightly-noop", timezone="Europe/Berlin")

@@ -67,6 +67,13 @@ class Command(BaseCommand):
             help="Run the jobs that are ready now, then exit 0 when none is left.",
         )
         parser.add_argument(
+            "--no-scheduler",
+            action="store_false",
+            dest="scheduler",
+            help="Do not run the cron scheduler in this worker. By default every worker "
+            "runs it; each fire time still produces exactly one job.",
+        )
+        parser.add_argument(
             "--backend",
             default=DEFAULT_TASK_BACKEND_ALIAS,
             metavar="ALIAS",
@@ -92,6 +99,7 @@ class Command(BaseCommand):
                 concurrency=options["concurrency"],
                 burst=options["burst"],
                 grace_period=options["grace_period"],
+                scheduler=options["scheduler"],
             ),
         )
         try:

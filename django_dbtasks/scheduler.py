@@ -1,0 +1,233 @@
+"""The cron scheduler: runs inside every worker, fires each due time exactly once.
+
+Any number of workers run ``Scheduler.tick()``. Exactly-once does not rest on
+there being one scheduler: each fire time becomes a job with a
+``(schedule, scheduled_for)`` pair that a unique constraint allows once
+(``INSERT ... ON CONFLICT DO NOTHING``), and on PostgreSQL the due schedules
+are also locked ``FOR UPDATE SKIP LOCKED`` so two schedulers do not even try
+the same one at the same moment. Times come from the database's clock.
+
+Schedules declared in code with ``periodic()`` are written to the table when
+a worker starts (``sync_declared()``), marked ``from_code``; a code schedule
+that is no longer declared is disabled, not deleted, so its history stays.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, connections, transaction
+
+from . import cron, queries, registry
+from .models import Job, MissedFires, Schedule
+
+logger = logging.getLogger("django_dbtasks.scheduler")
+
+#: At most this many missed fire times are enqueued at once with ``missed=ALL``.
+MAX_CATCH_UP = 100
+#: Seconds after which a fire time no scheduler enqueued counts as missed.
+MISSED_AFTER = 60.0
+
+
+@dataclass(frozen=True)
+class Declared:
+    name: str
+    task_path: str
+    cron: str
+    timezone: str | None
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    queue_name: str = ""
+    priority: int | None = None
+    missed: str = MissedFires.LATEST
+
+
+_declared: dict[str, Declared] = {}
+
+
+def periodic(
+    task: Any,
+    cron: str,
+    *,
+    name: str | None = None,
+    timezone: str | None = None,
+    args: list[Any] | tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+    queue_name: str = "",
+    priority: int | None = None,
+    missed: str = MissedFires.LATEST,
+) -> Any:
+    """Declare, next to a task, that it runs on a cron schedule (kept in version control).
+
+    ``periodic(send_report, "0 7 * * *", timezone="Europe/Berlin")`` in a
+    ``tasks.py``; the name defaults to the task's path. Returns the task.
+    """
+    from . import cron as cron_module
+
+    cron_module.validate(cron)
+    if timezone is not None:
+        cron_module.zone(timezone)
+    if missed not in MissedFires.values:
+        raise ValueError(f"missed must be one of {', '.join(MissedFires.values)}, got {missed!r}")
+    declared = Declared(
+        name=name or task.module_path,
+        task_path=task.module_path,
+        cron=cron,
+        timezone=timezone,
+        args=list(args),
+        kwargs=dict(kwargs or {}),
+        queue_name=queue_name,
+        priority=priority,
+        missed=missed,
+    )
+    _declared[declared.name] = declared
+    return task
+
+
+class Scheduler:
+    def __init__(self, database: str) -> None:
+        self.database = database
+
+    @property
+    def connection(self) -> Any:
+        return connections[self.database]
+
+    def sync_declared(self) -> None:
+        """Write code-declared schedules to the table; disable code ones no longer declared."""
+        from django.conf import settings
+
+        for declared in _declared.values():
+            values = {
+                "task_path": declared.task_path,
+                "cron": declared.cron,
+                "timezone": declared.timezone or settings.TIME_ZONE or "UTC",
+                "args": declared.args,
+                "kwargs": declared.kwargs,
+                "queue_name": declared.queue_name,
+                "priority": declared.priority,
+                "missed": declared.missed,
+                "enabled": True,
+                "from_code": True,
+            }
+            for _ in range(2):  # two workers starting together may both create it
+                try:
+                    with transaction.atomic(using=self.database):
+                        self._upsert(declared.name, values)
+                    break
+                except IntegrityError:
+                    continue
+        stale = Schedule.objects.using(self.database).filter(from_code=True, enabled=True)
+        for schedule in stale.exclude(name__in=list(_declared)):
+            schedule.enabled = False
+            schedule.save(using=self.database, update_fields=["enabled", "updated_at"])
+            logger.warning("schedule=%s is no longer declared in code: disabled", schedule.name)
+
+    def _upsert(self, name: str, values: dict[str, Any]) -> None:
+        schedule = Schedule.objects.using(self.database).filter(name=name).first()
+        if schedule is None:
+            Schedule(name=name, **values).save(using=self.database, force_insert=True)
+            return
+        changed = [key for key, value in values.items() if getattr(schedule, key) != value]
+        if changed:
+            for key in changed:
+                setattr(schedule, key, values[key])
+            schedule.save(using=self.database, update_fields=[*changed, "updated_at"])
+
+    def tick(self) -> float | None:
+        """Fire every due schedule; return seconds until the next one is due (None: none)."""
+        with transaction.atomic(using=self.database):
+            now = queries.database_now(self.connection)
+            due = list(
+                Schedule.objects.using(self.database)
+                .select_for_update(skip_locked=True)
+                .filter(enabled=True, next_fire_at__lte=now)
+                .order_by("next_fire_at")[:100]
+            )
+            for schedule in due:
+                self._fire_due(schedule, now)
+        upcoming = (
+            Schedule.objects.using(self.database)
+            .filter(enabled=True, next_fire_at__isnull=False)
+            .order_by("next_fire_at")
+            .values_list("next_fire_at", flat=True)
+            .first()
+        )
+        if upcoming is None:
+            return None
+        return max(0.0, (upcoming - queries.database_now(self.connection)).total_seconds())
+
+    def _fire_due(self, schedule: Schedule, now: datetime) -> None:
+        """Enqueue the fire times of one due schedule that its missed-fire policy wants."""
+        times = self._times_to_fire(schedule, now)
+        task = registry.lookup(schedule.task_path)
+        if task is None:
+            logger.error(
+                "schedule=%s names task %r, which is not registered: not fired",
+                schedule.name,
+                schedule.task_path,
+            )
+        elif times:
+            self._enqueue(schedule, task, times)
+        schedule.last_fire_at = times[-1] if times else schedule.last_fire_at
+        schedule.next_fire_at = cron.next_fire_time(schedule.cron, schedule.timezone, now)
+        schedule.save(
+            using=self.database,
+            update_fields=["last_fire_at", "next_fire_at", "updated_at"],
+            recompute=False,
+        )
+
+    @staticmethod
+    def _times_to_fire(schedule: Schedule, now: datetime) -> list[datetime]:
+        """Which of the fire times in ``[next_fire_at, now]`` to enqueue.
+
+        A fire time seen more than ``MISSED_AFTER`` seconds late was missed
+        (every scheduler was down). LATEST fires the most recent one only,
+        SKIP fires none of those, ALL fires each (the latest ``MAX_CATCH_UP``).
+        """
+        assert schedule.next_fire_at is not None
+        after = schedule.next_fire_at - timedelta(microseconds=1)
+        limit = MAX_CATCH_UP if schedule.missed == MissedFires.ALL else 1
+        times = cron.recent_fire_times(schedule.cron, schedule.timezone, after, now, limit)
+        if schedule.missed == MissedFires.SKIP:
+            times = [t for t in times if (now - t).total_seconds() <= MISSED_AFTER]
+        return times
+
+    def _enqueue(self, schedule: Schedule, task: Any, times: list[datetime]) -> None:
+        jobs = [
+            Job(
+                task_path=schedule.task_path,
+                queue_name=schedule.queue_name or task.queue_name,
+                priority=task.priority if schedule.priority is None else schedule.priority,
+                args=schedule.args,
+                kwargs=schedule.kwargs,
+                max_attempts=getattr(task, "max_attempts", 1),
+                schedule=schedule,
+                scheduled_for=moment,
+            )
+            for moment in times
+        ]
+        Job.objects.using(self.database).bulk_create(jobs, ignore_conflicts=True)
+        for moment in times:
+            logger.info(
+                "schedule=%s task=%s fire_time=%s enqueued", schedule.name, task.module_path, moment
+            )
+
+    def fire_now(self, schedule: Schedule) -> Any:
+        """Enqueue a schedule's task at once, outside its cron times (``schedules --fire``)."""
+        task = registry.lookup(schedule.task_path)
+        if task is None:
+            raise LookupError(registry.not_registered_message(schedule.task_path))
+        job = Job(
+            task_path=schedule.task_path,
+            queue_name=schedule.queue_name or task.queue_name,
+            priority=task.priority if schedule.priority is None else schedule.priority,
+            args=schedule.args,
+            kwargs=schedule.kwargs,
+            max_attempts=getattr(task, "max_attempts", 1),
+            schedule=schedule,
+        )
+        job.save(using=self.database, force_insert=True)
+        return job
