@@ -131,7 +131,13 @@ _ALIASES = {
 
 def describe(expression: str) -> str:
     """A readable description ("At 03:00", "Every 2 seconds"), via cron-descriptor."""
-    from cron_descriptor import get_description
+    from cron_descriptor import ExpressionDescriptor, Options
+
+    # Fixed options: cron-descriptor otherwise follows the process's locale
+    # (12-hour "03:00 AM" under en_US, "03:00" under C).
+    options = Options()
+    options.locale_code = "en_US"
+    options.use_24hour_time_format = True
 
     text = _ALIASES.get(expression.strip(), expression.strip())
     fields = text.split()
@@ -139,6 +145,6 @@ def describe(expression: str) -> str:
         # croniter puts seconds last; cron-descriptor reads them first (Quartz order).
         fields = [fields[5], *fields[:5]]
     try:
-        return str(get_description(" ".join(fields)))
+        return str(ExpressionDescriptor(" ".join(fields), options).get_description())
     except Exception:  # cron-descriptor refuses some expressions croniter accepts
         return expression

@@ -191,3 +191,29 @@ def test_a_worker_without_scheduler_fires_nothing(start_worker):
     wait_until(lambda: "scheduler=False" in worker.output())
     time.sleep(2.5)
     assert not Job.objects.filter(schedule=schedule).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fire_times_stay_exact_while_every_pool_process_is_busy(start_worker):
+    from .testapp import tasks
+
+    blocker = tasks.sleep_then_record.enqueue(8, "busy")
+    worker = start_worker("--concurrency", "1")
+    wait_until(lambda: Job.objects.filter(pk=blocker.id, status="RUNNING").exists())
+    schedule = make("* * * * * */2")
+    wait_until(lambda: Job.objects.filter(schedule=schedule).count() >= 2, timeout=20)
+    assert Job.objects.get(pk=blocker.id).status == "RUNNING", "the pool was busy throughout"
+    for job in Job.objects.filter(schedule=schedule):
+        assert (job.enqueued_at - job.scheduled_for).total_seconds() < 1.5
+    assert worker.process.poll() is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_edited_expression_applies_without_restarting_workers(start_worker):
+    schedule = make("0 0 1 1 *")  # yearly
+    start_worker()
+    time.sleep(2)
+    assert not Job.objects.filter(schedule=schedule).exists()
+    schedule.cron = "* * * * * *"
+    schedule.save()
+    wait_until(lambda: Job.objects.filter(schedule=schedule).exists(), timeout=10)
