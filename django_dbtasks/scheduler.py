@@ -195,20 +195,22 @@ class Scheduler:
             times = [t for t in times if (now - t).total_seconds() <= MISSED_AFTER]
         return times
 
+    @staticmethod
+    def _job(schedule: Schedule, task: Any, scheduled_for: datetime | None) -> Job:
+        """The job a schedule enqueues: its arguments, the task's defaults unless overridden."""
+        return Job(
+            task_path=schedule.task_path,
+            queue_name=schedule.queue_name or task.queue_name,
+            priority=task.priority if schedule.priority is None else schedule.priority,
+            args=schedule.args,
+            kwargs=schedule.kwargs,
+            max_attempts=getattr(task, "max_attempts", 1),
+            schedule=schedule,
+            scheduled_for=scheduled_for,
+        )
+
     def _enqueue(self, schedule: Schedule, task: Any, times: list[datetime]) -> None:
-        jobs = [
-            Job(
-                task_path=schedule.task_path,
-                queue_name=schedule.queue_name or task.queue_name,
-                priority=task.priority if schedule.priority is None else schedule.priority,
-                args=schedule.args,
-                kwargs=schedule.kwargs,
-                max_attempts=getattr(task, "max_attempts", 1),
-                schedule=schedule,
-                scheduled_for=moment,
-            )
-            for moment in times
-        ]
+        jobs = [self._job(schedule, task, moment) for moment in times]
         Job.objects.using(self.database).bulk_create(jobs, ignore_conflicts=True)
         for moment in times:
             logger.info(
@@ -220,14 +222,6 @@ class Scheduler:
         task = registry.lookup(schedule.task_path)
         if task is None:
             raise LookupError(registry.not_registered_message(schedule.task_path))
-        job = Job(
-            task_path=schedule.task_path,
-            queue_name=schedule.queue_name or task.queue_name,
-            priority=task.priority if schedule.priority is None else schedule.priority,
-            args=schedule.args,
-            kwargs=schedule.kwargs,
-            max_attempts=getattr(task, "max_attempts", 1),
-            schedule=schedule,
-        )
+        job = self._job(schedule, task, scheduled_for=None)
         job.save(using=self.database, force_insert=True)
         return job
