@@ -47,3 +47,15 @@ def test_status_option_keeps_other_statuses():
 def test_bad_options_are_explained(args, message):
     with pytest.raises(CommandError, match=message):
         call_command("prunetasks", *args)
+
+
+def test_a_backend_that_is_not_ours_is_explained():
+    from django.test import override_settings
+
+    from django_dbtasks.compat import task_backends
+
+    immediate = type(task_backends["default"]).__mro__[1].__module__.split(".backends")[0]
+    path = f"{immediate}.backends.immediate.ImmediateBackend"
+    with override_settings(TASKS={"default": {"BACKEND": path}}):
+        with pytest.raises(CommandError, match="serves django_dbtasks.backend.DatabaseBackend"):
+            call_command("prunetasks", "--older-than", "1d")

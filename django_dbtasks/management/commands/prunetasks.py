@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 from django.db import connections, transaction
 
 from django_dbtasks import queries
-from django_dbtasks.backend import DatabaseBackend
-from django_dbtasks.compat import DEFAULT_TASK_BACKEND_ALIAS, task_backends
 from django_dbtasks.durations import parse_duration
+from django_dbtasks.management.backends import add_backend_argument, database_backend
 from django_dbtasks.models import FINISHED_STATUSES
 
 
@@ -62,21 +61,10 @@ class Command(BaseCommand):
             metavar="N",
             help="Rows deleted per statement and transaction. Default: 1000.",
         )
-        parser.add_argument(
-            "--backend",
-            default=DEFAULT_TASK_BACKEND_ALIAS,
-            metavar="ALIAS",
-            help="Which TASKS entry's database to prune. Default: 'default'.",
-        )
+        add_backend_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            backend = task_backends[options["backend"]]
-            if not isinstance(backend, DatabaseBackend):
-                raise TypeError(f"it is a {type(backend).__name__}, not our DatabaseBackend")
-            database = backend.config.DATABASE
-        except Exception as error:
-            raise CommandError(f"Cannot use task backend {options['backend']!r}: {error}")
+        database = database_backend(options["backend"]).config.DATABASE
         statuses = options["statuses"] or list(FINISHED_STATUSES)
         connection = connections[database]
         total = 0

@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_dbtasks.backend import DatabaseBackend
-from django_dbtasks.compat import DEFAULT_TASK_BACKEND_ALIAS, task_backends
+from django_dbtasks.management.backends import add_backend_argument, database_backend
 from django_dbtasks.worker import DatabaseUnavailable, Worker, WorkerSettings
 
 
@@ -73,12 +73,7 @@ class Command(BaseCommand):
             help="Do not run the cron scheduler in this worker. By default every worker "
             "runs it; each fire time still produces exactly one job.",
         )
-        parser.add_argument(
-            "--backend",
-            default=DEFAULT_TASK_BACKEND_ALIAS,
-            metavar="ALIAS",
-            help="Which TASKS entry to serve. Default: 'default'.",
-        )
+        add_backend_argument(parser)
         parser.add_argument(
             "--grace-period",
             type=non_negative_float,
@@ -89,7 +84,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        backend = self._backend(options["backend"])
+        backend = database_backend(options["backend"])
         queues = self._queues(backend, options["queues"])
         self._configure_logging(options["verbosity"])
         worker = Worker(
@@ -110,22 +105,6 @@ class Command(BaseCommand):
             raise CommandError(str(error))
         if code:
             sys.exit(code)
-
-    @staticmethod
-    def _backend(alias: str) -> DatabaseBackend:
-        try:
-            backend = task_backends[alias]
-        except Exception as error:
-            raise CommandError(f"Cannot load task backend {alias!r}: {error}")
-        if not isinstance(backend, DatabaseBackend):
-            raise CommandError(
-                f"TASKS[{alias!r}] uses {type(backend).__module__}.{type(backend).__name__}; "
-                "runtasks serves django_dbtasks.backend.DatabaseBackend only. Set "
-                f"TASKS[{alias!r}]['BACKEND'] = 'django_dbtasks.backend.DatabaseBackend'."
-            )
-        if backend.config_error is not None:
-            raise CommandError(str(backend.config_error))
-        return backend
 
     @staticmethod
     def _queues(backend: DatabaseBackend, requested: list[str] | None) -> list[str]:

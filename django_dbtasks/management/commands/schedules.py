@@ -7,8 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_dbtasks import registry
-from django_dbtasks.backend import DatabaseBackend
-from django_dbtasks.compat import DEFAULT_TASK_BACKEND_ALIAS, task_backends
+from django_dbtasks.management.backends import add_backend_argument, database_backend
 from django_dbtasks.models import Schedule
 from django_dbtasks.scheduler import Scheduler
 
@@ -27,18 +26,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--next", type=int, default=3, metavar="N", help="Fire times to show (default 3)."
         )
-        parser.add_argument(
-            "--backend",
-            default=DEFAULT_TASK_BACKEND_ALIAS,
-            metavar="ALIAS",
-            help="Which TASKS entry's database. Default: 'default'.",
-        )
+        add_backend_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        backend = task_backends[options["backend"]]
-        if not isinstance(backend, DatabaseBackend):
-            raise CommandError(f"TASKS[{options['backend']!r}] is not our DatabaseBackend.")
-        database = backend.config.DATABASE
+        database = database_backend(options["backend"]).config.DATABASE
         registry.autodiscover()
         scheduler = Scheduler(database)
         scheduler.sync_declared()
