@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Backoff", "DbTask", "DbTaskResult", "periodic", "task"]
+__all__ = ["Backoff", "DbTask", "DbTaskResult", "periodic", "report_progress", "task"]
 
 if TYPE_CHECKING:
     from .base import DbTask, DbTaskResult, task
+    from .progress import report_progress
     from .retry import Backoff
     from .scheduler import periodic
 
@@ -24,6 +25,10 @@ def __getattr__(name: str) -> Any:
         from .scheduler import periodic
 
         return periodic
+    if name == "report_progress":
+        from .progress import report_progress
+
+        return report_progress
     if name == "Backoff":
         from .retry import Backoff
 

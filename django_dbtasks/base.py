@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from . import registry
+from . import sensitive as redaction
 from . import unique as uniqueness
 from .compat import (
     DEFAULT_TASK_BACKEND_ALIAS,
@@ -41,6 +42,8 @@ class DbTask(Task):
     timeout: float | None = None
     #: At most one unfinished job per key: True (all arguments), argument name(s), or f(...).
     unique: uniqueness.Unique = None
+    #: Arguments shown redacted in the admin and the logs: True (all) or argument name(s).
+    sensitive: redaction.Sensitive = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
@@ -59,6 +62,7 @@ class DbTask(Task):
                 f"number, got {self.retry_delay!r}."
             )
         uniqueness.validate(self.func, self.unique, self.takes_context)
+        redaction.validate(self.func, self.sensitive, self.takes_context)
         Task.__post_init__(self)
         registry.register(self)
 
@@ -77,6 +81,10 @@ class DbTask(Task):
     def unique_key(self, args: Any, kwargs: dict[str, Any]) -> str | None:
         """The key that identifies this call among unfinished jobs, if the task is unique."""
         return uniqueness.key_for(self.func, self.unique, self.takes_context, args, kwargs)
+
+    def redact(self, args: Any, kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        """The call's arguments as people may see them: sensitive values replaced."""
+        return redaction.redact(self.func, self.sensitive, self.takes_context, args, kwargs)
 
     def retry_delay_after(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt``."""
@@ -125,8 +133,10 @@ def task(
     retry_delay: RetryDelay = DEFAULT_BACKOFF,
     timeout: float | None = None,
     unique: uniqueness.Unique = None,
+    sensitive: redaction.Sensitive = None,
 ) -> Any:
-    """Django's ``@task`` plus ``max_attempts``, ``retry_delay``, ``timeout`` and ``unique``."""
+    """Django's ``@task`` plus ``max_attempts``, ``retry_delay``, ``timeout``, ``unique``
+    and ``sensitive``."""
 
     def wrapper(func: Callable[..., Any]) -> DbTask:
         return DbTask(
@@ -139,6 +149,7 @@ def task(
             retry_delay=retry_delay,
             timeout=timeout,
             unique=unique,
+            sensitive=sensitive,
         )
 
     if function is not None:

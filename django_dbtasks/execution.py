@@ -11,7 +11,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from . import registry
+from . import progress, registry
 from .base import DbTask, DbTaskResult
 from .compat import TaskContext, TaskResultStatus
 from .exceptions import TaskNotRegistered, exception_path
@@ -62,10 +62,12 @@ def _call(job: ClaimedJob) -> Any:
     task = registry.lookup(job.task_path)
     if task is None:
         raise TaskNotRegistered(registry.not_registered_message(job.task_path))
-    if not task.takes_context:
-        return task.call(*job.args, **job.kwargs)
-    context: Any = TaskContext(task_result=running_result(task, job))
-    return task.call(context, *job.args, **job.kwargs)
+    database = getattr(task.get_backend(), "database", "default")
+    with progress.running(job.id, job.lease_token, database):
+        if not task.takes_context:
+            return task.call(*job.args, **job.kwargs)
+        context: Any = TaskContext(task_result=running_result(task, job))
+        return task.call(context, *job.args, **job.kwargs)
 
 
 def run(job: ClaimedJob) -> Outcome:

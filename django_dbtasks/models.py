@@ -84,6 +84,10 @@ class Job(models.Model):
         default=list, blank=True, help_text=_("The worker of each run, in order.")
     )
 
+    # What the running attempt last reported (``report_progress``); cleared by each claim.
+    progress = models.PositiveSmallIntegerField(null=True, blank=True)
+    progress_message = models.CharField(max_length=255, blank=True, default="")
+
     # Set for jobs a cron schedule produced: one job per schedule and fire time,
     # enforced by a unique constraint, however many schedulers run.
     schedule = models.ForeignKey(

@@ -134,7 +134,7 @@ def claim(
         f"started_at = COALESCE(started_at, {d.now}), last_attempted_at = {d.now}, "
         f"claimed_by = %s, lease_token = {d.new_token()}, "
         f"lease_expires_at = {d.now_plus()}, "
-        f"worker_ids = {d.append_json('worker_ids')}"
+        f"worker_ids = {d.append_json('worker_ids')}, progress = NULL, progress_message = ''"
     )
     assign_params = [worker_id, d.seconds(lease_seconds), json.dumps(worker_id)]
     if d.postgres:
@@ -386,6 +386,20 @@ def cancel(connection: BaseDatabaseWrapper, job_id: int, error: dict[str, Any]) 
         return cursor.rowcount == 1
 
 
+def set_progress(
+    connection: BaseDatabaseWrapper, job_id: int, token: str, percent: int, message: str
+) -> bool:
+    """Record a running job's progress; applies only while ``token`` still holds the job."""
+    d = Dialect(connection)
+    sql = (
+        f"UPDATE {JOB} SET progress = %s, progress_message = %s "
+        f"WHERE id = %s AND lease_token = %s AND status = 'RUNNING'"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [percent, message, job_id, _token_param(d, token)])
+        return cursor.rowcount == 1
+
+
 def prune(
     connection: BaseDatabaseWrapper, statuses: list[str], older_than: float, batch_size: int
 ) -> int:
@@ -426,9 +440,9 @@ def insert_jobs(
     d = Dialect(connection)
     columns = (
         "task_path, queue_name, priority, max_attempts, run_after, args, kwargs, status, "
-        "attempts, crashes, errors, worker_ids, claimed_by"
+        "attempts, crashes, errors, worker_ids, claimed_by, progress_message"
     )
-    fixed = "'READY', 0, 0, '[]', '[]', ''"
+    fixed = "'READY', 0, 0, '[]', '[]', '', ''"
     when = None if run_after is None else connection.ops.adapt_datetimefield_value(run_after)
     if d.postgres and len(calls) > 1:
         # Two array parameters instead of 7 per row: smaller to send, quicker to bind.

@@ -10,12 +10,11 @@ cannot both insert.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .compat import InvalidTask
+from .arguments import as_names, bind, check_names
 
 Unique = bool | str | Sequence[str] | Callable[..., Any] | None
 
@@ -24,16 +23,7 @@ def validate(func: Callable[..., Any], unique: Unique, takes_context: bool) -> N
     """Refuse a ``unique`` declaration that names arguments the function does not have."""
     if unique is None or isinstance(unique, bool) or callable(unique):
         return
-    names = [unique] if isinstance(unique, str) else list(unique)
-    parameters = list(inspect.signature(func).parameters)
-    if takes_context:
-        parameters = parameters[1:]
-    missing = [name for name in names if name not in parameters]
-    if missing:
-        raise InvalidTask(
-            f"unique names {', '.join(map(repr, missing))}, which {func.__qualname__}() does not "
-            f"take; its arguments are {', '.join(parameters) or 'none'}."
-        )
+    check_names(func, "unique", as_names(unique), takes_context)
 
 
 def key_for(
@@ -51,10 +41,7 @@ def key_for(
     elif callable(unique):
         identity = str(unique(*args, **kwargs))
     else:
-        names = [unique] if isinstance(unique, str) else list(unique)
-        leading = (None,) if takes_context else ()
-        bound = inspect.signature(func).bind(*leading, *args, **kwargs)
-        bound.apply_defaults()
-        identity = {name: bound.arguments[name] for name in names}
+        arguments = bind(func, takes_context, args, kwargs)
+        identity = {name: arguments[name] for name in as_names(unique)}
     text = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()

@@ -6,9 +6,10 @@ import signal
 import time
 
 from asgiref.sync import sync_to_async
+from django.db import transaction
 from django.dispatch import receiver
 
-from django_dbtasks import Backoff, periodic, task
+from django_dbtasks import Backoff, periodic, report_progress, task
 from django_dbtasks.compat import standard_task, task_finished, task_started
 
 from .models import Execution
@@ -150,3 +151,35 @@ def record_finished(sender, task_result, **kwargs):
 
 
 periodic(noop, "0 3 * * *", name="nightly-noop", timezone="Europe/Berlin")
+
+
+def _wait_for(path, timeout=30):
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.02)
+
+
+@task(takes_context=True)
+def reports_progress(context, gate_dir, in_transaction):
+    """Report progress, then hold at gate files so a test can watch it running."""
+    report_progress(40, "first half")
+    _wait_for(os.path.join(gate_dir, "one"))
+    if not in_transaction:
+        return "done"
+    with transaction.atomic():
+        record("progress", context.task_result.id)
+        report_progress(70, "inside a transaction")
+        _wait_for(os.path.join(gate_dir, "two"))
+    return "done"
+
+
+@task(sensitive="api_key")
+def calls_an_api(user_id, api_key, retries=1):
+    raise RuntimeError(f"the API refused user {user_id}")
+
+
+@task(sensitive=True)
+def all_secret(token):
+    return None
