@@ -86,12 +86,17 @@ class Job(models.Model):
 
     # What the running attempt last reported (``report_progress``); cleared by each claim.
     progress = models.PositiveSmallIntegerField(null=True, blank=True)
-    progress_message = models.CharField(max_length=255, blank=True, default="")
+    progress_message = models.CharField(max_length=255, blank=True, default="", db_default="")
 
     # Set for jobs a cron schedule produced: one job per schedule and fire time,
     # enforced by a unique constraint, however many schedulers run.
     schedule = models.ForeignKey(
-        "Schedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+        "Schedule",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="jobs",
+        db_index=False,  # the partial unique index below serves lookups by schedule
     )
     scheduled_for = models.DateTimeField(null=True, blank=True)
 
@@ -131,8 +136,13 @@ class Job(models.Model):
             ),
         ]
         constraints = [
+            # Partial, like every index here but the primary key: each UPDATE of a
+            # job (claim, completion) writes a new entry in every index the row is
+            # in, so indexes that hold only the rare scheduled jobs cost nothing.
             models.UniqueConstraint(
-                fields=["schedule", "scheduled_for"], name="dbtasks_job_one_per_fire_time"
+                fields=["schedule", "scheduled_for"],
+                condition=models.Q(schedule__isnull=False),
+                name="dbtasks_job_one_per_fire_time",
             ),
             models.UniqueConstraint(
                 fields=["task_path", "unique_key"],

@@ -11,7 +11,6 @@ was rescued and re-run by another, finds its late writes match no row.
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -96,7 +95,9 @@ def _when(value: Any) -> datetime | None:
 
 
 def _token(value: Any) -> str:
-    return uuid.UUID(str(value)).hex
+    # PostgreSQL returns it as text (see ``claim``), SQLite stores text: no UUID objects
+    # on the hot path; each write hands the same text back.
+    return str(value)
 
 
 CLAIM_COLUMNS = (
@@ -142,7 +143,9 @@ def claim(
             f"WITH candidates AS MATERIALIZED ({candidates} FOR NO KEY UPDATE SKIP LOCKED) "
             f"UPDATE {JOB} AS job SET {assignments} FROM candidates "
             f"WHERE job.id = candidates.id RETURNING "
-            + ", ".join(f"job.{c.strip()}" for c in CLAIM_COLUMNS.split(","))
+            + ", ".join(f"job.{c.strip()}" for c in CLAIM_COLUMNS.split(",")).replace(
+                "job.lease_token", "job.lease_token::text"
+            )
         )
         params = [*queue_params, limit, *assign_params]
     else:
@@ -172,10 +175,6 @@ def claim(
     return jobs
 
 
-def _token_param(d: Dialect, token: str) -> Any:
-    return uuid.UUID(token) if d.postgres else uuid.UUID(token).hex
-
-
 def complete_many(
     connection: BaseDatabaseWrapper, completions: list[tuple[int, str, str]]
 ) -> set[int]:
@@ -201,7 +200,7 @@ def complete_many(
         )
         params: list[Any] = [
             [job_id for job_id, _, _ in completions],
-            [uuid.UUID(token) for _, token, _ in completions],
+            [token for _, token, _ in completions],
             [value for _, _, value in completions],
         ]
     else:
@@ -212,11 +211,7 @@ def complete_many(
             f"AS done WHERE {JOB}.id = done.id AND {JOB}.lease_token = done.token "
             f"AND {JOB}.status = 'RUNNING' RETURNING {JOB}.id"
         )
-        params = [
-            item
-            for job_id, token, value in completions
-            for item in (job_id, uuid.UUID(token).hex, value)
-        ]
+        params = [item for job_id, token, value in completions for item in (job_id, token, value)]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return {row[0] for row in cursor.fetchall()}
@@ -255,7 +250,7 @@ def fail_attempt(
         can_retry,
         json.dumps(error),
         job_id,
-        _token_param(d, token),
+        token,
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -277,7 +272,7 @@ def release(
     d = Dialect(connection)
     keep_sql, keep_params = "", list[Any]()
     if keep_tokens:
-        in_sql, keep_params = d.in_list("lease_token", [_token_param(d, t) for t in keep_tokens])
+        in_sql, keep_params = d.in_list("lease_token", list(keep_tokens))
         keep_sql = f" AND NOT ({in_sql})"
     sql = (
         f"UPDATE {JOB} SET status = 'READY', attempts = attempts - 1, run_after = {d.now}, "
@@ -348,7 +343,7 @@ def heartbeat(
         )
         if not tokens:
             return 0
-        in_sql, in_params = d.in_list("lease_token", [_token_param(d, t) for t in tokens])
+        in_sql, in_params = d.in_list("lease_token", list(tokens))
         cursor.execute(
             f"UPDATE {JOB} SET lease_expires_at = {d.now_plus()} "
             f"WHERE claimed_by = %s AND status = 'RUNNING' AND {in_sql}",
@@ -390,13 +385,12 @@ def set_progress(
     connection: BaseDatabaseWrapper, job_id: int, token: str, percent: int, message: str
 ) -> bool:
     """Record a running job's progress; applies only while ``token`` still holds the job."""
-    d = Dialect(connection)
     sql = (
         f"UPDATE {JOB} SET progress = %s, progress_message = %s "
         f"WHERE id = %s AND lease_token = %s AND status = 'RUNNING'"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [percent, message, job_id, _token_param(d, token)])
+        cursor.execute(sql, [percent, message, job_id, token])
         return cursor.rowcount == 1
 
 
@@ -440,9 +434,9 @@ def insert_jobs(
     d = Dialect(connection)
     columns = (
         "task_path, queue_name, priority, max_attempts, run_after, args, kwargs, status, "
-        "attempts, crashes, errors, worker_ids, claimed_by, progress_message"
+        "attempts, crashes, errors, worker_ids, claimed_by"
     )
-    fixed = "'READY', 0, 0, '[]', '[]', '', ''"
+    fixed = "'READY', 0, 0, '[]', '[]', ''"
     when = None if run_after is None else connection.ops.adapt_datetimefield_value(run_after)
     if d.postgres and len(calls) > 1:
         # Two array parameters instead of 7 per row: smaller to send, quicker to bind.
