@@ -141,6 +141,46 @@ class Bench:
                 conn.commit()
             return count / (time.perf_counter() - started)
 
+    def our_statement(self, enqueue: Callable[[], object], statements: int, rows: int) -> float:
+        """Replay the exact INSERT ``enqueue`` sends, through a bare psycopg connection.
+
+        Same SQL, same parameters, same client-side binding as Django's
+        connection, none of the Python around it (no TaskResult, no signal):
+        what is left between this figure and ours is our Python, and between
+        it and the raw INSERT is the wider job row, its indexes and trigger.
+        """
+        from django.db import connection
+
+        captured: list[tuple[str, object]] = []
+
+        def capture(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+            captured.append((sql, params))
+            return execute(sql, params, many, context)
+
+        self.reset_jobs()
+        with connection.execute_wrapper(capture):
+            enqueue()
+        [(sql, params)] = [(q, p) for q, p in captured if q.lstrip().startswith("INSERT")]
+        with psycopg.connect(
+            self.url, autocommit=True, cursor_factory=psycopg.ClientCursor
+        ) as conn:
+            started = time.perf_counter()
+            for _ in range(statements):
+                conn.execute(sql, params)  # type: ignore[arg-type]
+            return statements * rows / (time.perf_counter() - started)
+
+    def our_statement_one_by_one(self) -> float:
+        from bench.benchapp.tasks import noop
+
+        return self.our_statement(noop.enqueue, self.n(2000), 1)
+
+    def our_statement_bulk(self) -> float:
+        from bench.benchapp.tasks import noop
+
+        return self.our_statement(
+            lambda: noop.enqueue_many([((), {})] * 1000), self.n(20000) // 1000, 1000
+        )
+
     # Processing
 
     def prefill(self, count: int) -> None:
@@ -367,9 +407,13 @@ def main() -> None:
 
     print("enqueue (jobs/s)")
     bench.repeat("raw INSERT, one per transaction", "jobs/s", bench.raw_insert_one_by_one)
+    bench.repeat(
+        "our INSERT replayed by psycopg, one per txn", "jobs/s", bench.our_statement_one_by_one
+    )
     bench.repeat("enqueue(), one by one", "jobs/s", bench.enqueue_one_by_one)
     bench.repeat("raw COPY, 1,000 per transaction", "jobs/s", bench.raw_copy)
     bench.repeat("raw multi-row INSERT, 1,000 per transaction", "jobs/s", bench.raw_multirow_insert)
+    bench.repeat("our INSERT replayed by psycopg, 1,000/stmt", "jobs/s", bench.our_statement_bulk)
     bench.repeat("enqueue_many(), 1,000 per call", "jobs/s", bench.enqueue_many)
 
     print("processing no-op jobs (jobs/s)")
@@ -444,6 +488,25 @@ def main() -> None:
             0.80,
         ),
     }
+    print("where the enqueue time goes (our statement alone / raw; ours / our statement alone)")
+    for label, ours, alone, raw in (
+        (
+            "enqueue()",
+            "enqueue(), one by one",
+            "our INSERT replayed by psycopg, one per txn",
+            "raw INSERT, one per transaction",
+        ),
+        (
+            "enqueue_many()",
+            "enqueue_many(), 1,000 per call",
+            "our INSERT replayed by psycopg, 1,000/stmt",
+            bulk_ceiling,
+        ),
+    ):
+        print(
+            f"  {label:<44} {ratio(alone, raw):>10.2f}  {ratio(ours, alone):>6.2f}"
+            "  (job row vs minimal row; our Python)"
+        )
     print("ratios to the ceiling (target)")
     for name, (value, target) in ratios.items():
         verdict = "ok" if value >= target else "BELOW TARGET"
