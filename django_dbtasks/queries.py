@@ -576,8 +576,7 @@ def running_counts(connection: BaseDatabaseWrapper) -> dict[str, int]:
     """RUNNING jobs per queue (the partial index ``dbtasks_job_running_lease`` holds them)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT queue_name, COUNT(*) FROM {JOB} WHERE status = 'RUNNING' "
-            f"AND lease_expires_at IS NOT NULL GROUP BY queue_name"
+            f"SELECT queue_name, COUNT(*) FROM {JOB} WHERE status = 'RUNNING' GROUP BY queue_name"
         )
         return {row[0]: int(row[1]) for row in cursor.fetchall()}
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import django
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -167,6 +168,8 @@ def overview_view(model_admin: Any) -> Callable[[HttpRequest], HttpResponse]:
             "window": WINDOW,
             "refresh": REFRESH,
             "liveness": setup.liveness_seconds(),
+            # Django 6 writes breadcrumbs as a list, 5.2 as a line of links.
+            "list_breadcrumbs": django.VERSION >= (6, 0),
         }
         request.current_app = model_admin.admin_site.name
         return TemplateResponse(request, "admin/django_dbtasks/overview.html", context)
