@@ -38,7 +38,7 @@ INSERT INTO django_dbtasks_job (
     return_value, errors, worker_ids, claimed_by, progress_message, lease_expires_at
 )
 SELECT
-    CASE WHEN i %% 3 = 0 THEN 'bench.benchapp.tasks.started_at' ELSE 'bench.benchapp.tasks.noop' END,
+    'bench.benchapp.tasks.' || CASE WHEN i %% 3 = 0 THEN 'started_at' ELSE 'noop' END,
     CASE WHEN i %% 10 = 0 THEN 'emails' WHEN i %% 50 = 1 THEN 'low' ELSE 'default' END,
     0,
     s.status,
