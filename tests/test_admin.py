@@ -278,6 +278,11 @@ def test_view_only_staff_sees_everything_but_cannot_retry_or_cancel(viewer):
     schedule = Schedule.objects.create(name="s", task_path=ADD, cron="@daily", args=[1, 2])
     form = text(viewer.get(reverse("admin:django_dbtasks_schedule_change", args=[schedule.pk])))
     assert 'name="_save"' not in form and "fire_now" not in text(viewer.get(SCHEDULES))
+    secret = Schedule.objects.create(
+        name="api", task_path=SECRET, cron="@daily", args=[7], kwargs={"api_key": "sk-live-123"}
+    )
+    form = text(viewer.get(reverse("admin:django_dbtasks_schedule_change", args=[secret.pk])))
+    assert "sk-live-123" not in form and REDACTED in form
     assert viewer.get(WORKERS).status_code == 200
 
 
@@ -374,6 +379,10 @@ def test_worker_list_and_page_show_state_and_current_jobs(admin_client_):
     assert ">live<" in live and "2 running" in live and "web-1" in live
     assert ">dead<" in dead and "0 running" in dead and "2 h 00 min ago" in dead
     assert text(admin_client_.get(WORKERS + "?state=live")).count("w-dead") == 0
+    current = text(admin_client_.get(JOBS + "?status__exact=RUNNING&claimed_by=w-live"))
+    assert set(re.findall(r'name="_selected_action" value="(\d+)"', current)) == {
+        str(j) for j in Job.objects.filter(claimed_by="w-live").values_list("pk", flat=True)
+    }
     detail = text(admin_client_.get(reverse("admin:django_dbtasks_worker_change", args=["w-live"])))
     assert reverse("admin:django_dbtasks_job_change", args=[running.pk]) in detail
     assert 'value="70"' in detail and "almost" in detail
@@ -430,3 +439,5 @@ def test_schedule_actions_and_last_outcome(admin_client_):
     page = text(admin_client_.get(SCHEDULES))
     assert "At 00:00" in page  # the readable description
     assert re.search(r'#\d+</a> <span class="dbtasks-status dbtasks-status-failed"', page)
+    jobs = text(admin_client_.get(JOBS + f"?schedule__exact={schedule.pk}"))
+    assert len(re.findall(r'name="_selected_action"', jobs)) == 2  # fired now, and at its time

@@ -20,6 +20,7 @@ from django.utils.safestring import SafeString
 from .. import cron, registry
 from ..models import Job, JobStatus, Schedule
 from ..scheduler import Scheduler
+from ..sensitive import redact_job
 from . import display, setup
 
 
@@ -86,6 +87,40 @@ class ScheduleAdmin(admin.ModelAdmin):
         ("Call", {"fields": ["args", "kwargs", "queue_name", "priority"]}),
         ("History", {"fields": ["last_fire_at", "last_outcome", "jobs_link", "from_code"]}),
     ]
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        """For people who may only look, the arguments are shown redacted like a job's."""
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or self.has_change_permission(request, obj):
+            return fieldsets
+        swap = {"args": "args_display", "kwargs": "kwargs_display"}
+        return [
+            (
+                title,
+                {
+                    **options,
+                    "fields": [
+                        swap.get(f, f) if isinstance(f, str) else f for f in options["fields"]
+                    ],
+                },
+            )
+            for title, options in fieldsets
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [*super().get_readonly_fields(request, obj), "args_display", "kwargs_display"]
+
+    @admin.display(description="args")
+    def args_display(self, schedule: Schedule) -> SafeString:
+        return display.pretty_json(
+            redact_job(schedule.task_path, schedule.args, schedule.kwargs)[0]
+        )
+
+    @admin.display(description="kwargs")
+    def kwargs_display(self, schedule: Schedule) -> SafeString:
+        return display.pretty_json(
+            redact_job(schedule.task_path, schedule.args, schedule.kwargs)[1]
+        )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         """Each schedule with its last fire's job: one index lookup per row, same query."""
