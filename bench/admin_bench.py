@@ -127,6 +127,7 @@ def main() -> None:
 
     django.setup()
     from django.core.management import call_command
+    from django.db import connection
     from django.test import Client
 
     from django_dbtasks.models import Job
@@ -147,13 +148,23 @@ def main() -> None:
         ("job list, task filter", f"{base}job/?task=bench.benchapp.tasks.started_at"),
         ("job list, search by id", f"{base}job/?q={some_id}"),
         ("job list, search argument text", f"{base}job/?q=account-{some_id}"),
+        (
+            "job list, same search, FAILED only",
+            f"{base}job/?status__exact=FAILED&q=account-{some_id}",
+        ),
         ("job list, page 100", f"{base}job/?p=100"),
         ("job page (failed, traceback)", f"{base}job/{some_id}/change/"),
         ("overview", f"{base}job/overview/"),
         ("schedule list (50)", f"{base}schedule/"),
         ("worker list (20)", f"{base}worker/"),
     ]
-    print(f"{Job.objects.count():,} jobs; median of {options.requests} requests after a warm-up")
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        version = cursor.fetchone()[0]
+    print(
+        f"{Job.objects.count():,} jobs, PostgreSQL {version}, Django {django.get_version()}; "
+        f"median of {options.requests} requests after a warm-up"
+    )
     print(f"  {'page':<34} {'median ms':>10} {'queries':>8}")
     for name, url in pages:
         median, queries, status = measure(client, url, options.requests)
