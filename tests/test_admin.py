@@ -216,6 +216,22 @@ def test_retry_makes_failed_and_cancelled_jobs_ready_and_says_what_it_skipped(ad
     assert Job.objects.get(pk=ok.pk).status == JobStatus.SUCCESSFUL
 
 
+def test_retry_of_everything_selected_across_pages(admin_client_):
+    failed = [job(JobStatus.FAILED, BOOM) for _ in range(3)]
+    job(JobStatus.SUCCESSFUL)
+    job(JobStatus.SUCCESSFUL)
+    response = admin_client_.post(
+        JOBS,
+        {"action": "retry_jobs", "_selected_action": [failed[0].pk], "select_across": 1},
+        follow=True,
+    )
+    message = str(next(iter(response.context["messages"])))
+    assert message == (
+        "Retried 3 jobs. Skipped 2: 2 successful (only failed or cancelled jobs can be retried)."
+    )
+    assert not Job.objects.filter(status=JobStatus.FAILED).exists()
+
+
 def test_retry_skips_a_unique_job_whose_key_is_taken(admin_client_):
     first = job(JobStatus.FAILED, UNIQUE, unique_key="k7")
     second = job(JobStatus.FAILED, UNIQUE, unique_key="k7")

@@ -44,6 +44,8 @@ class CappedPaginator(Paginator):
     """
 
     cap = 10_000
+    #: Whether more rows matched than were counted (set by ``count``).
+    capped = False
 
     @cached_property
     def count(self) -> int:
@@ -51,8 +53,6 @@ class CappedPaginator(Paginator):
         counted = object_list[: self.cap + 1].count()
         self.capped = counted > self.cap
         return min(counted, self.cap)
-
-    capped = False
 
 
 class QueueFilter(admin.SimpleListFilter):
@@ -313,17 +313,16 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry selected failed or cancelled jobs", permissions=["change"])
     def retry_jobs(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        outcome = operations.retry(list(queryset.values_list("pk", flat=True)))
+        outcome = operations.retry(queryset)
         self._report(request, outcome, operations.describe(outcome, "Retried", RETRY_RULE))
 
     @admin.action(description="Cancel selected ready jobs", permissions=["change"])
     def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        ids = list(queryset.values_list("pk", flat=True))
-        outcome = operations.cancel(ids, request.user.get_username())
+        outcome = operations.cancel(queryset, request.user.get_username())
         self._report(request, outcome, operations.describe(outcome, "Cancelled", CANCEL_RULE))
 
     def _report(self, request: HttpRequest, outcome: operations.Outcome, text: str) -> None:
-        skipped = outcome.skipped or outcome.conflicts
+        skipped = outcome.skipped or outcome.conflicts or outcome.raced
         level = messages.WARNING if skipped else messages.SUCCESS
         if not outcome.changed:
             level = messages.ERROR if skipped else messages.INFO
@@ -361,11 +360,12 @@ class JobAdmin(admin.ModelAdmin):
         if not self.can_operate(request):
             raise PermissionDenied
         job = get_object_or_404(Job, pk=object_id)
+        selection = Job.objects.filter(pk=job.pk)
         if act == "retry":
-            outcome = operations.retry([job.pk])
+            outcome = operations.retry(selection)
             text = operations.describe(outcome, "Retried", RETRY_RULE)
         else:
-            outcome = operations.cancel([job.pk], request.user.get_username())
+            outcome = operations.cancel(selection, request.user.get_username())
             text = operations.describe(outcome, "Cancelled", CANCEL_RULE)
         self._report(request, outcome, text)
         return HttpResponseRedirect(reverse("admin:django_dbtasks_job_change", args=[job.pk]))

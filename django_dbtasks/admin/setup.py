@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import router
+from django.db import connections, router
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.utils import ConnectionHandler
 
 from ..backend import DatabaseBackend
 from ..conf import Options
@@ -18,10 +17,7 @@ def database() -> str:
 
 
 def connection() -> BaseDatabaseWrapper:
-    from django.db import connections
-
-    handler: ConnectionHandler = connections
-    return handler[database()]
+    return connections[database()]
 
 
 def _backends() -> list[DatabaseBackend]:
