@@ -8,6 +8,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "django.contrib.staticfiles",
     "django_dbtasks",
     "bench.benchapp",
 ]
@@ -31,6 +32,7 @@ TEMPLATES = [
     }
 ]
 ROOT_URLCONF = "bench.admin_urls"
+STATIC_URL = "/static/"
 ALLOWED_HOSTS = ["*"]
 TASKS = {
     "default": {

@@ -51,6 +51,19 @@ def progress_bar(percent: int | None, message: str) -> SafeString:
     return format_html('{} <span class="dbtasks-progress-message">{}</span>', bar, message)
 
 
+def moment(value: datetime | None) -> SafeString | str:
+    """A compact local time for list columns ("Nov 22 13:34:05"), the full one on hover."""
+    if value is None:
+        return "–"
+    local = timezone.localtime(value)
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>',
+        value.isoformat(),
+        local.isoformat(sep=" ", timespec="milliseconds"),
+        local.strftime("%b %d %H:%M:%S"),
+    )
+
+
 def pretty_json(value: Any) -> SafeString:
     """Indented JSON in a ``<pre>``, escaped; non-ASCII text stays readable."""
     text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)

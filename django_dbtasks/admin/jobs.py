@@ -15,6 +15,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet, TextField
@@ -53,6 +54,22 @@ class CappedPaginator(Paginator):
         counted = object_list[: self.cap + 1].count()
         self.capped = counted > self.cap
         return min(counted, self.cap)
+
+
+class AtLeast(int):
+    """A count that stopped at its cap: shown as "10,000+" wherever the admin prints it."""
+
+    def __str__(self) -> str:
+        return f"{int(self):,}+"
+
+
+class JobChangeList(ChangeList):
+    """Prints a capped count as "10,000+" (results, pagination, "select all")."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        if getattr(self.paginator, "capped", False):
+            self.result_count = AtLeast(self.result_count)
 
 
 class QueueFilter(admin.SimpleListFilter):
@@ -98,12 +115,12 @@ class JobAdmin(admin.ModelAdmin):
         "id",
         "task",
         "status_column",
-        "queue_name",
+        "queue_column",
         "priority",
         "attempts_column",
-        "enqueued_at",
-        "started_at",
-        "finished_at",
+        "enqueued_column",
+        "started_column",
+        "finished_column",
         "duration_column",
         "worker_column",
         "call_column",
@@ -116,6 +133,8 @@ class JobAdmin(admin.ModelAdmin):
     ordering = ["-id"]
     list_per_page = 50
     show_full_result_count = False
+    # Facet counts would be one aggregate over the whole table per filter choice.
+    show_facets = admin.ShowFacets.NEVER
     paginator = CappedPaginator
     actions = ["retry_jobs", "cancel_jobs"]
     fieldsets = [
@@ -193,6 +212,9 @@ class JobAdmin(admin.ModelAdmin):
             queryset = queryset.defer("errors", "return_value", "lease_token")
         return queryset
 
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return JobChangeList
+
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
     ) -> tuple[QuerySet[Any], bool]:
@@ -233,6 +255,22 @@ class JobAdmin(admin.ModelAdmin):
             return badge
         return format_html("{} {}", badge, display.progress_bar(job.progress, job.progress_message))
 
+    @admin.display(description="queue")
+    def queue_column(self, job: Job) -> str:
+        return job.queue_name
+
+    @admin.display(description="enqueued")
+    def enqueued_column(self, job: Job) -> SafeString | str:
+        return display.moment(job.enqueued_at)
+
+    @admin.display(description="started")
+    def started_column(self, job: Job) -> SafeString | str:
+        return display.moment(job.started_at)
+
+    @admin.display(description="finished")
+    def finished_column(self, job: Job) -> SafeString | str:
+        return display.moment(job.finished_at)
+
     @admin.display(description="attempts")
     def attempts_column(self, job: Job) -> str:
         return f"{job.attempts} of {job.max_attempts}"
@@ -254,7 +292,7 @@ class JobAdmin(admin.ModelAdmin):
     @admin.display(description="arguments")
     def call_column(self, job: Job) -> str:
         args, kwargs = redact_job(job.task_path, job.args, job.kwargs)
-        return display.short_call(args, kwargs)
+        return display.short_call(args, kwargs, limit=40)
 
     # The detail page
 
