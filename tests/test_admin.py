@@ -436,7 +436,7 @@ def test_schedule_form_offers_registered_tasks_only_and_shows_clean_messages(adm
         admin_client_.get(reverse("admin:django_dbtasks_schedule_change", args=[schedule.pk]))
     )
     assert "Every hour" in page
-    assert len(re.findall(r"<li>\d{4}-\d\d-\d\dT\d\d:00:00\+00:00", page)) == 5
+    assert len(re.findall(r"<li>\d{4}-\d\d-\d\d \d\d:00:00 UTC &middot; ", page)) == 5
 
 
 def test_schedule_actions_and_last_outcome(admin_client_):

@@ -9,6 +9,7 @@ saved in ``.artifacts/``.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 
@@ -129,6 +130,7 @@ def test_an_operator_finds_a_failed_job_retries_it_and_schedules_a_task(browser,
     page.click("input[name=_continue]")
     expect(page.locator(".messagelist")).to_contain_text("was added successfully")
     expect(page.locator("ol.dbtasks-upcoming li")).to_have_count(5)
+    expect(page.locator("ol.dbtasks-upcoming li").first).to_contain_text(re.compile(r" CES?T · "))
     expect(page.locator(".field-description")).to_contain_text("Every 5 minutes")
     assert Schedule.objects.get(name="every-five-minutes").next_fire_at is not None
     page.close()

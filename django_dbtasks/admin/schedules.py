@@ -144,15 +144,23 @@ class ScheduleAdmin(admin.ModelAdmin):
 
     @admin.display(description="next 5 fire times")
     def upcoming(self, schedule: Schedule) -> SafeString | str:
+        """In the schedule's timezone (how its cron reads), in UTC, and how soon."""
         try:
             times = schedule.upcoming(5)
+            zone = cron.zone(schedule.timezone)
         except cron.InvalidCron as error:
             return str(error)
+        rows = (
+            (
+                t.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z"),
+                t.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                display.ago(t),
+            )
+            for t in times
+        )
         return format_html(
             '<ol class="dbtasks-upcoming">{}</ol>',
-            format_html_join(
-                "", "<li>{} ({})</li>", ((t.isoformat(), display.ago(t)) for t in times)
-            ),
+            format_html_join("", "<li>{} &middot; {} &middot; {}</li>", rows),
         )
 
     @admin.display(description="last fire's outcome")
