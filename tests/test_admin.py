@@ -353,6 +353,7 @@ def test_overview_numbers_for_a_known_set_of_rows(admin_client_):
     assert _stat(page, "default", "oldest-wait").startswith("5 min")
     assert _stat(page, "default", "running") == "1"
     assert _stat(page, "default", "successful-window") == "4"
+    assert _stat(page, "default", "rate") == "0.8"  # 4 jobs in minutes 1 and 2, over 5 minutes
     assert _stat(page, "default", "failed-window") == "1"
     assert _stat(page, "default", "failure-rate") == "20.0%"
     assert _stat(page, "default", "failed-total") == "2"
@@ -366,6 +367,8 @@ def test_overview_numbers_for_a_known_set_of_rows(admin_client_):
     assert "<title>1 min ago: 2 successful, 0 failed</title>" in page
     assert "<title>2 min ago: 1 successful, 1 failed</title>" in page
     assert 'height="120.00"' in page
+    paused = text(admin_client_.get(OVERVIEW + "?refresh=0"))
+    assert 'http-equiv="refresh"' not in paused and "Not reloading" in paused
     assert "http" not in re.search(r"<svg.*?</svg>", page, re.S).group(0).replace(
         'xmlns="http://www.w3.org/2000/svg"', ""
     )

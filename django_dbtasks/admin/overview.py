@@ -26,7 +26,7 @@ from . import display, setup
 
 #: Minutes the chart and the "last hour" figures cover.
 WINDOW = 60
-#: Seconds between two reloads of the page.
+#: Seconds between two reloads of the page (``?refresh=N`` changes it, 0 stops it).
 REFRESH = 10
 
 
@@ -68,6 +68,12 @@ class QueueStats:
     def failure_rate_text(self) -> str:
         rate = self.failure_rate
         return "–" if rate is None else f"{rate:.1%}"
+
+    @property
+    def recent_rate(self) -> float:
+        """Jobs finished per minute over the last 5 whole minutes (the current one is partial)."""
+        minutes = range(1, 6)
+        return sum(self.ok_per_minute[m] + self.failed_per_minute[m] for m in minutes) / 5
 
     @property
     def oldest_wait_text(self) -> str:
@@ -160,13 +166,14 @@ def overview_view(model_admin: Any) -> Callable[[HttpRequest], HttpResponse]:
         if not model_admin.has_view_permission(request):
             raise PermissionDenied
         queues = collect()
+        refresh = request.GET.get("refresh", "")
         context = {
             **model_admin.admin_site.each_context(request),
             "title": "Task queues",
             "opts": model_admin.model._meta,
             "queues": [(entry, chart(entry)) for entry in queues],
             "window": WINDOW,
-            "refresh": REFRESH,
+            "refresh": int(refresh) if refresh.isdigit() and int(refresh) < 3600 else REFRESH,
             "liveness": setup.liveness_seconds(),
             # Django 6 writes breadcrumbs as a list, 5.2 as a line of links.
             "list_breadcrumbs": django.VERSION >= (6, 0),
