@@ -134,6 +134,14 @@ class Job(models.Model):
                 name="dbtasks_job_finished",
                 condition=models.Q(status__in=["SUCCESSFUL", "FAILED", "CANCELLED"]),
             ),
+            # The rows operators look for and act on (the admin's status filter, retry,
+            # the overview's totals): few, and rarely written, so the index stays small.
+            models.Index(
+                "status",
+                "id",
+                name="dbtasks_job_failed",
+                condition=models.Q(status__in=["FAILED", "CANCELLED"]),
+            ),
         ]
         constraints = [
             # Partial, like every index here but the primary key: each UPDATE of a

@@ -74,7 +74,7 @@ class Dialect:
             return "gen_random_uuid()"
         return "lower(hex(randomblob(16)))"
 
-    def in_list(self, column: str, values: list[str]) -> tuple[str, list[Any]]:
+    def in_list(self, column: str, values: list[Any]) -> tuple[str, list[Any]]:
         if self.postgres:
             return f"{column} = ANY(%s)", [list(values)]
         return f"{column} IN ({', '.join(['%s'] * len(values))})", list(values)
@@ -485,3 +485,131 @@ def database_now(connection: BaseDatabaseWrapper) -> datetime:
         value = _when(cursor.fetchone()[0])
     assert value is not None
     return value
+
+
+# The admin: operator actions and the overview's statistics.
+
+
+def retry(connection: BaseDatabaseWrapper, job_ids: list[int], unique: bool) -> list[int]:
+    """Put FAILED or CANCELLED jobs back to READY, to run now; return the ids that changed.
+
+    A retry is a fresh start: ``attempts`` and ``crashes`` go back to 0 (the
+    task's ``max_attempts`` applies again), the run times and any return
+    value are cleared, and the job is due at once. ``errors`` and
+    ``worker_ids`` are kept: the history of earlier attempts stays readable.
+    The status condition is checked on the row as it is updated, so a job a
+    worker (or another operator) changed in the meantime is left alone.
+    ``unique`` selects the rows that have a ``unique_key`` (the caller
+    retries those one by one: see ``JobAdmin``), else the rows without one.
+    """
+    if not job_ids:
+        return []
+    d = Dialect(connection)
+    id_sql, id_params = d.in_list("id", [int(i) for i in job_ids])
+    key = "unique_key IS NOT NULL" if unique else "unique_key IS NULL"
+    sql = (
+        f"UPDATE {JOB} SET status = 'READY', attempts = 0, crashes = 0, run_after = {d.now}, "
+        f"started_at = NULL, last_attempted_at = NULL, finished_at = NULL, "
+        f"return_value = NULL, claimed_by = '', lease_token = NULL, lease_expires_at = NULL, "
+        f"progress = NULL, progress_message = '' "
+        f"WHERE {id_sql} AND status IN ('FAILED', 'CANCELLED') AND {key} RETURNING id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, id_params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def cancel_many(
+    connection: BaseDatabaseWrapper, job_ids: list[int], error: dict[str, Any]
+) -> list[int]:
+    """Cancel the READY jobs among ``job_ids`` in one statement; return the ids cancelled.
+
+    Like ``cancel()``: a job a worker claimed in the meantime is RUNNING by
+    the time this statement sees it, and is not touched.
+    """
+    if not job_ids:
+        return []
+    d = Dialect(connection)
+    id_sql, id_params = d.in_list("id", [int(i) for i in job_ids])
+    sql = (
+        f"UPDATE {JOB} SET status = 'CANCELLED', finished_at = {d.now}, "
+        f"errors = {d.append_json('errors')} WHERE {id_sql} AND status = 'READY' RETURNING id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [json.dumps(error), *id_params])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def ready_stats(connection: BaseDatabaseWrapper) -> list[tuple[str, int, int, float | None]]:
+    """Per queue: READY jobs, how many are due now, and the oldest due one's wait in seconds.
+
+    Reads only READY rows (the partial index ``dbtasks_job_ready`` holds
+    exactly those), so its cost follows the backlog, not the table's history.
+    """
+    d = Dialect(connection)
+    if d.postgres:
+        wait = f"EXTRACT(EPOCH FROM ({d.now} - MIN(run_after) FILTER (WHERE run_after <= {d.now})))"
+    else:
+        wait = (
+            "(julianday('now') - julianday(MIN(CASE WHEN run_after <= "
+            f"{d.now} THEN run_after END))) * 86400.0"
+        )
+    sql = (
+        f"SELECT queue_name, COUNT(*), SUM(CASE WHEN run_after <= {d.now} THEN 1 ELSE 0 END), "
+        f"{wait} FROM {JOB} WHERE status = 'READY' GROUP BY queue_name"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [])
+        return [
+            (row[0], int(row[1]), int(row[2] or 0), None if row[3] is None else float(row[3]))
+            for row in cursor.fetchall()
+        ]
+
+
+def running_counts(connection: BaseDatabaseWrapper) -> dict[str, int]:
+    """RUNNING jobs per queue (the partial index ``dbtasks_job_running_lease`` holds them)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT queue_name, COUNT(*) FROM {JOB} WHERE status = 'RUNNING' GROUP BY queue_name"
+        )
+        return {row[0]: int(row[1]) for row in cursor.fetchall()}
+
+
+def finished_per_minute(
+    connection: BaseDatabaseWrapper, minutes: int
+) -> list[tuple[str, str, int, int]]:
+    """Jobs finished in the last ``minutes``: ``(queue, status, minutes_ago, count)`` rows.
+
+    A range condition on ``finished_at`` with the finished statuses, so the
+    partial index ``dbtasks_job_finished`` is used: the cost follows the
+    jobs of the window, not the millions of older rows. ``minutes_ago`` is 0
+    for the current minute.
+    """
+    d = Dialect(connection)
+    if d.postgres:
+        ago = f"FLOOR(EXTRACT(EPOCH FROM ({d.now} - finished_at)) / 60)"
+    else:
+        ago = "CAST((julianday('now') - julianday(finished_at)) * 1440 AS INTEGER)"
+    sql = (
+        f"SELECT queue_name, status, {ago} AS ago, COUNT(*) FROM {JOB} "
+        f"WHERE status IN ('SUCCESSFUL', 'FAILED', 'CANCELLED') "
+        f"AND finished_at >= {d.now_plus()} GROUP BY queue_name, status, ago"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [d.seconds(-60 * minutes)])
+        return [(row[0], row[1], int(row[2]), int(row[3])) for row in cursor.fetchall()]
+
+
+def failed_and_cancelled_counts(connection: BaseDatabaseWrapper) -> dict[tuple[str, str], int]:
+    """FAILED and CANCELLED jobs of all time, per ``(queue, status)``.
+
+    These are the rows an operator acts on, and few: the partial index
+    ``dbtasks_job_failed`` holds exactly them, so this stays cheap however
+    many successful jobs the table keeps.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT queue_name, status, COUNT(*) FROM {JOB} "
+            f"WHERE status IN ('FAILED', 'CANCELLED') GROUP BY queue_name, status"
+        )
+        return {(row[0], row[1]): int(row[2]) for row in cursor.fetchall()}

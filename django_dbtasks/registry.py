@@ -41,6 +41,9 @@ def lookup(task_path: str) -> DbTask | None:
 
 
 def registered_paths() -> list[str]:
+    """Every registered task's path, sorted; task modules are discovered once if needed."""
+    if not _discovered:
+        autodiscover()
     return sorted(_tasks)
 
 

@@ -25,7 +25,18 @@ make_venv() {
   "$dir/bin/python" -m pip install -q --disable-pip-version-check -e ".[$extras]" "$django"
 }
 
+ensure_chromium() {
+  # The admin's browser tests drive Debian's Chromium (Playwright's own download is
+  # not used); install it once, only when it is missing.
+  if ! command -v chromium >/dev/null 2>&1; then
+    echo "chromium not found; installing Debian's chromium for the browser tests" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2
+  fi
+}
+
 ensure_venvs() {
+  ensure_chromium
   mkdir -p .venv
   make_venv .venv/dj6 "$(find_python 3.12)" "Django>=6.0,<6.2" "dev"
   make_venv .venv/dj52 "$(find_python 3.11)" "Django>=5.2,<6.0" "test,compat"

@@ -21,6 +21,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.admin",
+    "django.contrib.staticfiles",
     "django_dbtasks",
     "tests.testapp",
 ]
@@ -76,6 +77,8 @@ TEMPLATES = [
     }
 ]
 ROOT_URLCONF = "tests.urls"
+# The browser tests' live server serves the admin's CSS and JavaScript from here.
+STATIC_URL = "/static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGGING = {
     "version": 1,

@@ -1,0 +1,22 @@
+"""The Django admin of django-dbtasks: jobs, schedules, workers and the queue overview.
+
+One module per page: ``jobs`` (list, detail, retry and cancel), ``schedules``,
+``workers``, ``overview`` (per-queue statistics and the chart). ``operations``
+holds the retry and cancel logic, ``display`` the formatting, ``setup`` what
+the admin reads from the configuration.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from ..models import Job, Schedule, Worker
+from .jobs import JobAdmin
+from .schedules import ScheduleAdmin
+from .workers import WorkerAdmin
+
+admin.site.register(Job, JobAdmin)
+admin.site.register(Schedule, ScheduleAdmin)
+admin.site.register(Worker, WorkerAdmin)
+
+__all__ = ["JobAdmin", "ScheduleAdmin", "WorkerAdmin"]

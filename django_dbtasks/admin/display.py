@@ -1,0 +1,111 @@
+"""How job data looks in the admin: status badges, progress bars, JSON, durations.
+
+Pure formatting, no queries: every function takes values already loaded, so
+list pages cost one query for the rows whatever columns they show.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+#: Badge colours per status, readable in the admin's light and dark themes.
+STATUS_COLOURS = {
+    "READY": "#447e9b",
+    "RUNNING": "#b8860b",
+    "SUCCESSFUL": "#2e7d32",
+    "FAILED": "#c62828",
+    "CANCELLED": "#6d6d6d",
+}
+
+
+def status_badge(status: str, label: str) -> SafeString:
+    """A coloured pill with the status's label (the colour is never the only cue)."""
+    colour = STATUS_COLOURS.get(status, "#6d6d6d")
+    return format_html(
+        '<span class="dbtasks-status dbtasks-status-{}" style="background:{}">{}</span>',
+        status.lower(),
+        colour,
+        label,
+    )
+
+
+def progress_bar(percent: int | None, message: str) -> SafeString:
+    """A native progress bar and the task's last message (indeterminate when no percentage)."""
+    if percent is None:
+        bar = SafeString('<progress class="dbtasks-progress" max="100"></progress>')
+    else:
+        bar = format_html(
+            '<progress class="dbtasks-progress" max="100" value="{}">{}%</progress> {}%',
+            percent,
+            percent,
+            percent,
+        )
+    if not message:
+        return bar
+    return format_html('{} <span class="dbtasks-progress-message">{}</span>', bar, message)
+
+
+def moment(value: datetime | None) -> SafeString | str:
+    """A compact local time for list columns ("Nov 22 13:34:05"), the full one on hover."""
+    if value is None:
+        return "–"
+    local = timezone.localtime(value)
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>',
+        value.isoformat(),
+        local.isoformat(sep=" ", timespec="milliseconds"),
+        local.strftime("%b %d %H:%M:%S"),
+    )
+
+
+def pretty_json(value: Any) -> SafeString:
+    """Indented JSON in a ``<pre>``, escaped; non-ASCII text stays readable."""
+    text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+    return format_html('<pre class="dbtasks-json">{}</pre>', text)
+
+
+def short_call(args: list[Any], kwargs: dict[str, Any], limit: int = 80) -> str:
+    """``1, "a", key=2`` cut to ``limit`` characters, for one line of a list."""
+    parts = [json.dumps(a, ensure_ascii=False, default=str) for a in args]
+    parts += [f"{k}={json.dumps(v, ensure_ascii=False, default=str)}" for k, v in kwargs.items()]
+    text = ", ".join(parts)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def duration(seconds: float | None) -> str:
+    """``850 ms``, ``12.3 s``, ``4 min 05 s``, ``2 h 03 min``, ``3 d 4 h``."""
+    if seconds is None:
+        return "–"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = int(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    if whole < 86400:
+        return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+    return f"{whole // 86400} d {whole % 86400 // 3600} h"
+
+
+def between(start: datetime | None, end: datetime | None) -> float | None:
+    """Seconds from ``start`` to ``end`` (or to now, for something still going on)."""
+    if start is None:
+        return None
+    return ((end or timezone.now()) - start).total_seconds()
+
+
+def ago(moment: datetime | None) -> str:
+    """``12.3 s ago``: how long since ``moment``, in the units of ``duration``."""
+    if moment is None:
+        return "never"
+    seconds = (timezone.now() - moment) / timedelta(seconds=1)
+    if seconds < 0:
+        return f"in {duration(-seconds)}"
+    return f"{duration(seconds)} ago"

@@ -1,0 +1,423 @@
+"""The job admin: a fast list over millions of rows, a read-only detail, retry and cancel.
+
+Speed on a large table comes from three choices. The list never counts the
+whole table: the paginator counts at most ``CappedPaginator.cap`` rows (and
+``show_full_result_count`` is off). The filters offer fixed choices (statuses,
+configured queues, registered tasks), so drawing them reads no rows, and the
+status filter is served by the partial indexes (``dbtasks_job_ready``,
+``dbtasks_job_running_lease``, ``dbtasks_job_failed``). The list loads no
+tracebacks or return values, and sorts only by id (the primary key).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import flatten_fieldsets
+from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Q, QuerySet, TextField
+from django.db.models.functions import Cast
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import URLPattern, path, reverse
+from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from .. import registry
+from ..models import Job, JobStatus
+from ..sensitive import redact_job
+from . import display, operations, setup
+
+RETRY_RULE = "only failed or cancelled jobs can be retried"
+CANCEL_RULE = "only ready jobs can be cancelled; a running job is not interrupted"
+
+
+class CappedPaginator(Paginator):
+    """Counts at most ``cap`` matching rows: enough for page links, never a full scan.
+
+    ``COUNT(*)`` of a million rows takes longer than the page itself; a count
+    over ``LIMIT cap + 1`` stops early. Beyond the cap, the last pages are
+    reached by filtering or searching, and the list says "more than".
+    """
+
+    cap = 10_000
+    #: Whether more rows matched than were counted (set by ``count``).
+    capped = False
+
+    @cached_property
+    def count(self) -> int:
+        object_list: Any = self.object_list
+        counted = object_list[: self.cap + 1].count()
+        self.capped = counted > self.cap
+        return min(counted, self.cap)
+
+
+class AtLeast(int):
+    """A count that stopped at its cap: shown as "10,000+" wherever the admin prints it."""
+
+    def __str__(self) -> str:
+        return f"{int(self):,}+"
+
+
+class JobChangeList(ChangeList):
+    """Prints a capped count as "10,000+" (results, pagination, "select all")."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        if getattr(self.paginator, "capped", False):
+            self.result_count = AtLeast(self.result_count)
+
+
+class QueueFilter(admin.SimpleListFilter):
+    """The queues named in TASKS (a fixed list: drawing it reads no job rows)."""
+
+    title = "queue"
+    parameter_name = "queue"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(name, name) for name in setup.configured_queues()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset.filter(queue_name=value) if value else queryset
+
+
+class TaskFilter(admin.SimpleListFilter):
+    """The registered tasks, by path (no ``SELECT DISTINCT`` over the table)."""
+
+    title = "task"
+    parameter_name = "task"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(p, p) for p in registry.registered_paths()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset.filter(task_path=value) if value else queryset
+
+
+def sensitive_task_paths() -> list[str]:
+    """Paths of registered tasks that declare ``sensitive`` arguments."""
+    found = []
+    for task_path in registry.registered_paths():
+        task = registry.lookup(task_path)
+        if task is not None and getattr(task, "sensitive", None):
+            found.append(task_path)
+    return found
+
+
+class JobAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "task",
+        "status_column",
+        "queue_column",
+        "priority",
+        "attempts_column",
+        "enqueued_column",
+        "started_column",
+        "finished_column",
+        "duration_column",
+        "worker_column",
+        "call_column",
+    ]
+    list_display_links = ["id", "task"]
+    list_filter = ["status", QueueFilter, TaskFilter, ("enqueued_at", admin.DateFieldListFilter)]
+    search_fields = ["task_path"]  # shows the box; get_search_results does the searching
+    search_help_text = "A job id, part of a task path, or text in the arguments."
+    sortable_by = ["id"]
+    ordering = ["-id"]
+    list_per_page = 50
+    show_full_result_count = False
+    # Facet counts would be one aggregate over the whole table per filter choice.
+    show_facets = admin.ShowFacets.NEVER
+    paginator = CappedPaginator
+    actions = ["retry_jobs", "cancel_jobs"]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "id",
+                    "task_path",
+                    "status_column",
+                    "queue_name",
+                    "priority",
+                    "schedule_link",
+                    "scheduled_for",
+                    "unique_key",
+                ]
+            },
+        ),
+        ("Call", {"fields": ["args_display", "kwargs_display"]}),
+        ("Outcome", {"fields": ["return_value_display", "errors_display"]}),
+        (
+            "Times",
+            {
+                "fields": [
+                    "enqueued_at",
+                    "run_after",
+                    "started_at",
+                    "last_attempted_at",
+                    "finished_at",
+                    "duration_column",
+                ]
+            },
+        ),
+        (
+            "Attempts and workers",
+            {
+                "fields": [
+                    "attempts_column",
+                    "crashes",
+                    "workers_display",
+                    "claimed_by",
+                    "lease_expires_at",
+                ]
+            },
+        ),
+    ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [str(name) for name in flatten_fieldsets(self.fieldsets or [])]
+
+    # Read-only, except through the actions
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # finished jobs are removed by ``prunetasks``
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """The change permission allows the actions; a job's fields are never edited."""
+        if obj is not None:
+            return False
+        return super().has_change_permission(request)
+
+    def can_operate(self, request: HttpRequest) -> bool:
+        return super().has_change_permission(request)
+
+    # The list
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        queryset = super().get_queryset(request)
+        match = request.resolver_match
+        if match is not None and match.url_name == "django_dbtasks_job_changelist":
+            # Tracebacks and return values can be large; the list shows neither.
+            queryset = queryset.defer("errors", "return_value", "lease_token")
+        return queryset
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return JobChangeList
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        """Search by id (exact), task path, or argument text, except sensitive tasks' arguments.
+
+        Matching arguments of a task that declares ``sensitive`` would let a
+        search guess a secret letter by letter, so those rows match only by
+        id or path.
+        """
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if term.lstrip("#").isdigit():
+            return queryset.filter(pk=int(term.lstrip("#"))), False
+        queryset = queryset.annotate(
+            _args_text=Cast("args", TextField()), _kwargs_text=Cast("kwargs", TextField())
+        )
+        in_arguments = Q(_args_text__icontains=term) | Q(_kwargs_text__icontains=term)
+        matches = Q(task_path__icontains=term) | (
+            in_arguments & ~Q(task_path__in=sensitive_task_paths())
+        )
+        return queryset.filter(matches), False
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        extra = {"overview_url": reverse("admin:django_dbtasks_job_overview")}
+        return super().changelist_view(request, {**(extra_context or {}), **extra})
+
+    # Columns
+
+    @admin.display(description="task", ordering="task_path")
+    def task(self, job: Job) -> str:
+        return job.task_path
+
+    @admin.display(description="status")
+    def status_column(self, job: Job) -> SafeString:
+        badge = display.status_badge(job.status, job.get_status_display())
+        if job.status != JobStatus.RUNNING:
+            return badge
+        return format_html("{} {}", badge, display.progress_bar(job.progress, job.progress_message))
+
+    @admin.display(description="queue")
+    def queue_column(self, job: Job) -> str:
+        return job.queue_name
+
+    @admin.display(description="enqueued")
+    def enqueued_column(self, job: Job) -> SafeString | str:
+        return display.moment(job.enqueued_at)
+
+    @admin.display(description="started")
+    def started_column(self, job: Job) -> SafeString | str:
+        return display.moment(job.started_at)
+
+    @admin.display(description="finished")
+    def finished_column(self, job: Job) -> SafeString | str:
+        return display.moment(job.finished_at)
+
+    @admin.display(description="attempts")
+    def attempts_column(self, job: Job) -> str:
+        return f"{job.attempts} of {job.max_attempts}"
+
+    @admin.display(description="duration")
+    def duration_column(self, job: Job) -> str:
+        if job.status == JobStatus.READY:
+            return "–"
+        return display.duration(display.between(job.started_at, job.finished_at))
+
+    @admin.display(description="worker")
+    def worker_column(self, job: Job) -> SafeString | str:
+        worker_id = job.claimed_by or (job.worker_ids[-1] if job.worker_ids else "")
+        if not worker_id:
+            return "–"
+        url = reverse("admin:django_dbtasks_worker_change", args=[worker_id])
+        return format_html('<a href="{}">{}</a>', url, worker_id)
+
+    @admin.display(description="arguments")
+    def call_column(self, job: Job) -> str:
+        args, kwargs = redact_job(job.task_path, job.args, job.kwargs)
+        return display.short_call(args, kwargs, limit=40)
+
+    # The detail page
+
+    @admin.display(description="args")
+    def args_display(self, job: Job) -> SafeString:
+        return display.pretty_json(redact_job(job.task_path, job.args, job.kwargs)[0])
+
+    @admin.display(description="kwargs")
+    def kwargs_display(self, job: Job) -> SafeString:
+        return display.pretty_json(redact_job(job.task_path, job.args, job.kwargs)[1])
+
+    @admin.display(description="return value")
+    def return_value_display(self, job: Job) -> SafeString | str:
+        if job.status != JobStatus.SUCCESSFUL:
+            return "–"
+        return display.pretty_json(job.return_value)
+
+    @admin.display(description="errors")
+    def errors_display(self, job: Job) -> SafeString | str:
+        """Every failed attempt, oldest first: its one-line summary and its traceback."""
+        entries = job.error_entries()
+        if not entries:
+            return "–"
+        return format_html_join(
+            "",
+            '<div class="dbtasks-error"><p><strong>{}.</strong> {}</p>'
+            '<pre class="dbtasks-traceback">{}</pre></div>',
+            (
+                (
+                    f"Attempt {number}",
+                    entry.get("message") or entry.get("exception_class_path", ""),
+                    entry.get("traceback", ""),
+                )
+                for number, entry in enumerate(entries, start=1)
+            ),
+        )
+
+    @admin.display(description="schedule")
+    def schedule_link(self, job: Job) -> SafeString | str:
+        if job.schedule_id is None:
+            return "–"
+        url = reverse("admin:django_dbtasks_schedule_change", args=[job.schedule_id])
+        return format_html('<a href="{}">{}</a>', url, job.schedule)
+
+    @admin.display(description="workers")
+    def workers_display(self, job: Job) -> SafeString | str:
+        if not job.worker_ids:
+            return "–"
+        return format_html_join(
+            ", ",
+            '<a href="{}">{}</a>',
+            ((reverse("admin:django_dbtasks_worker_change", args=[w]), w) for w in job.worker_ids),
+        )
+
+    # Actions
+
+    @admin.action(description="Retry selected failed or cancelled jobs", permissions=["change"])
+    def retry_jobs(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        outcome = operations.retry(queryset)
+        self._report(request, outcome, operations.describe(outcome, "Retried", RETRY_RULE))
+
+    @admin.action(description="Cancel selected ready jobs", permissions=["change"])
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        outcome = operations.cancel(queryset, request.user.get_username())
+        self._report(request, outcome, operations.describe(outcome, "Cancelled", CANCEL_RULE))
+
+    def _report(self, request: HttpRequest, outcome: operations.Outcome, text: str) -> None:
+        skipped = outcome.skipped or outcome.conflicts or outcome.raced
+        level = messages.WARNING if skipped else messages.SUCCESS
+        if not outcome.changed:
+            level = messages.ERROR if skipped else messages.INFO
+        self.message_user(request, text, level)
+
+    # One job's buttons and the overview page
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        from .overview import overview_view
+
+        return [
+            path(
+                "overview/",
+                wrap(overview_view(self)),
+                name="django_dbtasks_job_overview",
+            ),
+            path("<int:object_id>/retry/", wrap(self.retry_view), name="django_dbtasks_job_retry"),
+            path(
+                "<int:object_id>/cancel/", wrap(self.cancel_view), name="django_dbtasks_job_cancel"
+            ),
+            *super().get_urls(),
+        ]
+
+    def retry_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        return self._operate(request, object_id, "retry")
+
+    def cancel_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        return self._operate(request, object_id, "cancel")
+
+    def _operate(self, request: HttpRequest, object_id: int, act: str) -> HttpResponse:
+        """The retry and cancel buttons of one job's page: the actions, for that job."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.can_operate(request):
+            raise PermissionDenied
+        job = get_object_or_404(Job, pk=object_id)
+        selection = Job.objects.filter(pk=job.pk)
+        if act == "retry":
+            outcome = operations.retry(selection)
+            text = operations.describe(outcome, "Retried", RETRY_RULE)
+        else:
+            outcome = operations.cancel(selection, request.user.get_username())
+            text = operations.describe(outcome, "Cancelled", CANCEL_RULE)
+        self._report(request, outcome, text)
+        return HttpResponseRedirect(reverse("admin:django_dbtasks_job_change", args=[job.pk]))
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Any = None,
+    ) -> HttpResponse:
+        operate = obj is not None and self.can_operate(request)
+        context["can_retry"] = operate and obj.status in (JobStatus.FAILED, JobStatus.CANCELLED)
+        context["can_cancel"] = operate and obj.status == JobStatus.READY
+        return super().render_change_form(request, context, add, change, form_url, obj)

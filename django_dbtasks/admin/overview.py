@@ -1,0 +1,184 @@
+"""The overview page: per queue, what waits, what runs, what finished and failed lately.
+
+Every number comes from a query bounded by an index (see ``queries``): READY
+rows through ``dbtasks_job_ready``, RUNNING rows through
+``dbtasks_job_running_lease``, the last hour through a range on
+``dbtasks_job_finished``, the failed and cancelled totals through
+``dbtasks_job_failed``. Successful jobs are counted for the last hour only:
+counting every successful job ever run would read the whole table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import django
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+from .. import queries
+from ..models import Worker
+from . import display, setup
+
+#: Minutes the chart and the "last hour" figures cover.
+WINDOW = 60
+#: Seconds between two reloads of the page (``?refresh=N`` changes it, 0 stops it).
+REFRESH = 10
+
+
+@dataclass
+class Bar:
+    """One minute of the chart: stacked successful (below) and failed (above) jobs."""
+
+    x: int
+    ok_y: float
+    ok_height: float
+    failed_y: float
+    failed_height: float
+    title: str
+
+
+@dataclass
+class QueueStats:
+    name: str
+    ready: int = 0
+    due: int = 0
+    oldest_wait: float | None = None
+    running: int = 0
+    failed_total: int = 0
+    cancelled_total: int = 0
+    successful_window: int = 0
+    failed_window: int = 0
+    cancelled_window: int = 0
+    ok_per_minute: list[int] = field(default_factory=lambda: [0] * WINDOW)
+    failed_per_minute: list[int] = field(default_factory=lambda: [0] * WINDOW)
+    workers: list[Worker] = field(default_factory=list)
+
+    @property
+    def failure_rate(self) -> float | None:
+        """Failed among the jobs that ran to an end in the window (cancelled ones never ran)."""
+        ran = self.successful_window + self.failed_window
+        return None if ran == 0 else self.failed_window / ran
+
+    @property
+    def failure_rate_text(self) -> str:
+        rate = self.failure_rate
+        return "–" if rate is None else f"{rate:.1%}"
+
+    @property
+    def recent_rate(self) -> float:
+        """Jobs finished per minute over the last 5 whole minutes (the current one is partial)."""
+        minutes = range(1, 6)
+        return sum(self.ok_per_minute[m] + self.failed_per_minute[m] for m in minutes) / 5
+
+    @property
+    def oldest_wait_text(self) -> str:
+        return "–" if self.oldest_wait is None else display.duration(max(0.0, self.oldest_wait))
+
+
+def collect(now: datetime | None = None) -> list[QueueStats]:
+    """The overview's numbers: one ``QueueStats`` per configured or seen queue, by name."""
+    connection = setup.connection()
+    stats: dict[str, QueueStats] = {}
+
+    def queue(name: str) -> QueueStats:
+        return stats.setdefault(name, QueueStats(name))
+
+    for name in setup.configured_queues():
+        queue(name)
+    for name, ready, due, wait in queries.ready_stats(connection):
+        entry = queue(name)
+        entry.ready, entry.due, entry.oldest_wait = ready, due, wait
+    for name, running in queries.running_counts(connection).items():
+        queue(name).running = running
+    for (name, status), count in queries.failed_and_cancelled_counts(connection).items():
+        if status == "FAILED":
+            queue(name).failed_total = count
+        else:
+            queue(name).cancelled_total = count
+    for name, status, minutes_ago, count in queries.finished_per_minute(connection, WINDOW):
+        entry = queue(name)
+        minute = min(max(minutes_ago, 0), WINDOW - 1)
+        if status == "SUCCESSFUL":
+            entry.successful_window += count
+            entry.ok_per_minute[minute] += count
+        elif status == "FAILED":
+            entry.failed_window += count
+            entry.failed_per_minute[minute] += count
+        else:
+            entry.cancelled_window += count
+    now = now or queries.database_now(connection)
+    for worker in live_workers(now):
+        for name in worker.queues:
+            queue(name).workers.append(worker)
+    return [stats[name] for name in sorted(stats)]
+
+
+def live_workers(now: datetime) -> list[Worker]:
+    """Workers that have not stopped and whose heartbeat is recent enough to hold leases."""
+    since = now - timedelta(seconds=setup.liveness_seconds())
+    return list(
+        Worker.objects.using(setup.database()).filter(
+            stopped_at__isnull=True, last_heartbeat_at__gte=since
+        )
+    )
+
+
+def chart(entry: QueueStats, width: int = 600, height: int = 120) -> dict[str, Any]:
+    """Geometry of the per-minute SVG bar chart, oldest minute on the left."""
+    step = width // WINDOW
+    peak = max(
+        (
+            ok + failed
+            for ok, failed in zip(entry.ok_per_minute, entry.failed_per_minute, strict=True)
+        ),
+        default=0,
+    )
+    scale = height / peak if peak else 0.0
+    bars = []
+    for column in range(WINDOW):
+        minutes_ago = WINDOW - 1 - column
+        ok = entry.ok_per_minute[minutes_ago]
+        failed = entry.failed_per_minute[minutes_ago]
+        ok_height, failed_height = ok * scale, failed * scale
+        when = "this minute" if minutes_ago == 0 else f"{minutes_ago} min ago"
+        bars.append(
+            Bar(
+                x=column * step,
+                ok_y=height - ok_height,
+                ok_height=ok_height,
+                failed_y=height - ok_height - failed_height,
+                failed_height=failed_height,
+                title=f"{when}: {ok} successful, {failed} failed",
+            )
+        )
+    return {"bars": bars, "width": width, "height": height, "bar_width": step - 1, "peak": peak}
+
+
+def overview_view(model_admin: Any) -> Callable[[HttpRequest], HttpResponse]:
+    """The view, bound to the job admin (its permissions, its admin site)."""
+
+    def view(request: HttpRequest) -> HttpResponse:
+        if not model_admin.has_view_permission(request):
+            raise PermissionDenied
+        queues = collect()
+        refresh = request.GET.get("refresh", "")
+        context = {
+            **model_admin.admin_site.each_context(request),
+            "title": "Task queues",
+            "opts": model_admin.model._meta,
+            "queues": [(entry, chart(entry)) for entry in queues],
+            "window": WINDOW,
+            "refresh": int(refresh) if refresh.isdigit() and int(refresh) < 3600 else REFRESH,
+            "liveness": setup.liveness_seconds(),
+            # Django 6 writes breadcrumbs as a list, 5.2 as a line of links.
+            "list_breadcrumbs": django.VERSION >= (6, 0),
+        }
+        request.current_app = model_admin.admin_site.name
+        return TemplateResponse(request, "admin/django_dbtasks/overview.html", context)
+
+    return view

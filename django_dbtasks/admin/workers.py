@@ -1,0 +1,142 @@
+"""The worker admin: every ``runtasks`` process, live or dead, and what it runs now."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from ..models import Job, JobStatus, Worker
+from . import display, setup
+
+DETAIL_FIELDS = [
+    "id",
+    "state_column",
+    "hostname",
+    "pid",
+    "queues_column",
+    "concurrency",
+    "started_at",
+    "last_heartbeat_at",
+    "heartbeat_ago",
+    "stopped_at",
+    "running_jobs",
+]
+
+
+def state(worker: Worker) -> str:
+    """``live``, ``stopped`` (exited cleanly) or ``dead`` (no heartbeat for a lease)."""
+    if worker.stopped_at is not None:
+        return "stopped"
+    limit = timezone.now() - timedelta(seconds=setup.liveness_seconds())
+    return "live" if worker.last_heartbeat_at >= limit else "dead"
+
+
+class StateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("live", "Live"), ("stopped", "Stopped"), ("dead", "Dead (no heartbeat)")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        limit = timezone.now() - timedelta(seconds=setup.liveness_seconds())
+        if self.value() == "live":
+            return queryset.filter(stopped_at__isnull=True, last_heartbeat_at__gte=limit)
+        if self.value() == "stopped":
+            return queryset.filter(stopped_at__isnull=False)
+        if self.value() == "dead":
+            return queryset.filter(stopped_at__isnull=True, last_heartbeat_at__lt=limit)
+        return queryset
+
+
+class WorkerAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "state_column",
+        "hostname",
+        "pid",
+        "queues_column",
+        "concurrency",
+        "current_jobs",
+        "started_at",
+        "last_heartbeat_at",
+        "heartbeat_ago",
+    ]
+    list_filter = [StateFilter, "hostname"]
+    search_fields = ["id", "hostname"]
+    fields = tuple(DETAIL_FIELDS)
+    readonly_fields = tuple(DETAIL_FIELDS)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # workers write their own rows
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # dead workers' rows are removed after WORKER_RETENTION
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        """Each worker with its RUNNING job count (the small partial index of RUNNING rows)."""
+        running = (
+            Job.objects.filter(status=JobStatus.RUNNING, claimed_by=OuterRef("id"))
+            .order_by()
+            .values("claimed_by")
+            .annotate(count=Count("*"))
+            .values("count")
+        )
+        return super().get_queryset(request).annotate(running=Coalesce(Subquery(running), 0))
+
+    @admin.display(description="state")
+    def state_column(self, worker: Worker) -> SafeString:
+        value = state(worker)
+        colour = {"live": "#2e7d32", "stopped": "#6d6d6d", "dead": "#c62828"}[value]
+        return format_html(
+            '<span class="dbtasks-status" style="background:{}">{}</span>', colour, value
+        )
+
+    @admin.display(description="queues")
+    def queues_column(self, worker: Worker) -> str:
+        return ", ".join(worker.queues)
+
+    @admin.display(description="heartbeat")
+    def heartbeat_ago(self, worker: Worker) -> str:
+        return display.ago(worker.last_heartbeat_at)
+
+    @admin.display(description="current jobs")
+    def current_jobs(self, worker: Any) -> SafeString:
+        url = reverse("admin:django_dbtasks_job_changelist")
+        return format_html(
+            '<a href="{}?status__exact=RUNNING&claimed_by={}">{} running</a>',
+            url,
+            worker.id,
+            getattr(worker, "running", 0),
+        )
+
+    @admin.display(description="running jobs")
+    def running_jobs(self, worker: Worker) -> SafeString | str:
+        jobs = Job.objects.filter(status=JobStatus.RUNNING, claimed_by=worker.id).order_by("id")
+        rows = [
+            (
+                reverse("admin:django_dbtasks_job_change", args=[job.pk]),
+                job.pk,
+                job.task_path,
+                display.progress_bar(job.progress, job.progress_message),
+            )
+            for job in jobs.only("id", "task_path", "progress", "progress_message")
+        ]
+        if not rows:
+            return "none"
+        return format_html(
+            '<ul class="dbtasks-running">{}</ul>',
+            format_html_join("", '<li><a href="{}">#{} {}</a> {}</li>', rows),
+        )

@@ -1,0 +1,97 @@
+"""The admin's queries read indexes, not the whole table (PostgreSQL plans on 60,000 rows).
+
+The timings on 1,000,000 rows are in docs/admin.md (``bash bench/admin.sh``);
+these tests pin the plans that make them possible, so a change to a query or
+an index that would bring back a sequential scan fails here.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+from django_dbtasks import queries
+from django_dbtasks.admin.jobs import CappedPaginator
+from django_dbtasks.models import Job
+
+from .conftest import postgres_only
+
+pytestmark = [pytest.mark.django_db, postgres_only]
+
+JOB = queries.JOB
+
+
+@pytest.fixture
+def large_table() -> None:
+    """60,000 old successful jobs and a few of every other kind, analysed."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {JOB} (task_path, queue_name, priority, status, args, kwargs, run_after,"
+            " started_at, finished_at, attempts, max_attempts, crashes, errors, worker_ids,"
+            " claimed_by, progress_message) SELECT 'tests.testapp.tasks.add', 'default', 0,"
+            " CASE WHEN g % 1000 = 0 THEN 'FAILED' WHEN g % 1000 = 1 THEN 'CANCELLED'"
+            " ELSE 'SUCCESSFUL' END, '[1, 2]', '{}', now() - interval '3 days',"
+            " now() - interval '3 days', now() - interval '3 days' + g * interval '1 ms',"
+            " 1, 1, 0, '[]', '[]', '', '' FROM generate_series(1, 60000) AS g"
+        )
+        cursor.execute(
+            f"INSERT INTO {JOB} (task_path, queue_name, priority, status, args, kwargs,"
+            " attempts, max_attempts, crashes, errors, worker_ids, claimed_by, progress_message,"
+            " lease_expires_at, finished_at) SELECT 'tests.testapp.tasks.add', 'default', 0,"
+            " s.status, '[]', '{}', 0, 1, 0, '[]', '[]', '', '',"
+            " CASE WHEN s.status = 'RUNNING' THEN now() END,"
+            " CASE WHEN s.status = 'SUCCESSFUL' THEN now() END"
+            " FROM generate_series(1, 20) AS g, LATERAL (SELECT CASE g % 3 WHEN 0 THEN 'READY'"
+            " WHEN 1 THEN 'RUNNING' ELSE 'SUCCESSFUL' END AS status) AS s"
+        )
+        cursor.execute(f"ANALYZE {JOB}")
+
+
+def plan_of(sql: str, params: list | tuple) -> dict:
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+        return cursor.fetchone()[0][0]["Plan"]
+
+
+def nodes(plan: dict):
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from nodes(child)
+
+
+def scans(plan: dict) -> list[tuple[str, str | None]]:
+    return [
+        (node["Node Type"], node.get("Index Name"))
+        for node in nodes(plan)
+        if "Scan" in node["Node Type"]
+    ]
+
+
+def test_failed_jobs_list_and_its_count_use_the_failed_index(large_table):
+    failed = Job.objects.filter(status="FAILED").order_by("-id")
+    page = plan_of(*failed[:50].query.sql_with_params())
+    count = plan_of(*failed.values("id")[: CappedPaginator.cap + 1].query.sql_with_params())
+    for plan in (page, count):
+        found = scans(plan)
+        assert not [s for s in found if s[0] == "Seq Scan"], found
+        assert any(name == "dbtasks_job_failed" for _, name in found), found
+
+
+def test_overview_statistics_read_only_their_indexes(large_table):
+    statements: list[tuple[str, list]] = []
+
+    def keep(execute, sql, params, many, context):
+        statements.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(keep):
+        queries.ready_stats(connection)
+        queries.running_counts(connection)
+        queries.finished_per_minute(connection, 60)
+        queries.failed_and_cancelled_counts(connection)
+    expected = ["dbtasks_job_ready", "dbtasks_job_running_lease", "dbtasks_job_finished"]
+    expected.append("dbtasks_job_failed")
+    for (sql, params), index in zip(statements, expected, strict=True):
+        found = scans(plan_of(sql, params))
+        assert not [s for s in found if s[0] == "Seq Scan"], (sql, found)
+        assert any(name == index for _, name in found), (sql, found)
