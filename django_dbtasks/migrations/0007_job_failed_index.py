@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('django_dbtasks', '0005_job_progress'),
+        ('django_dbtasks', '0006_partial_schedule_index'),
     ]
 
     operations = [
