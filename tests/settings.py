@@ -4,6 +4,7 @@ Worker subprocesses started by the tests use these settings too; they are
 pointed at the test database through DBTASKS_TEST_DB_NAME.
 """
 
+import importlib
 import os
 import tempfile
 
@@ -86,3 +87,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {"django_dbtasks": {"handlers": ["console"], "level": "INFO"}},
 }
+
+# Modules a test wants imported at start-up (the --reload test watches one).
+for _module in filter(None, os.environ.get("DBTASKS_TEST_IMPORT", "").split(",")):
+    importlib.import_module(_module)

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_dbtasks.backend import DatabaseBackend
 from django_dbtasks.management.backends import add_backend_argument, database_backend
+from django_dbtasks.reload import run_with_reload
 from django_dbtasks.worker import DatabaseUnavailable, Worker, WorkerSettings
 
 
@@ -73,6 +74,12 @@ class Command(BaseCommand):
             help="Do not run the cron scheduler in this worker. By default every worker "
             "runs it; each fire time still produces exactly one job.",
         )
+        parser.add_argument(
+            "--reload",
+            action="store_true",
+            help="Development: restart the worker when a Python file of the project "
+            "changes (Django's autoreloader, as runserver). Running jobs finish first.",
+        )
         add_backend_argument(parser)
         parser.add_argument(
             "--grace-period",
@@ -100,7 +107,7 @@ class Command(BaseCommand):
         try:
             worker.check_database()
             self.check()
-            code = worker.run()
+            code = run_with_reload(worker.run) if options["reload"] else worker.run()
         except DatabaseUnavailable as error:
             raise CommandError(str(error))
         if code:
