@@ -11,7 +11,7 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "example-only-not-secret")
 DEBUG = os.environ.get("DEBUG", "1") == "1"
-ALLOWED_HOSTS = ["localhost", "127.0.0.1"]
+ALLOWED_HOSTS = ["localhost", "127.0.0.1", "testserver"]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -22,6 +22,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_dbtasks",
     "accounts",
+    "blog",
 ]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -52,9 +53,15 @@ DATABASES = {
         default=f"sqlite:///{VAR_DIR / 'example.sqlite3'}", conn_max_age=60
     )
 }
+if os.environ.get("EXAMPLE_TEST_DB_NAME"):
+    # A worker started by the example's tests uses the test database.
+    DATABASES["default"]["NAME"] = os.environ["EXAMPLE_TEST_DB_NAME"]
+    DATABASES["default"]["TEST"] = {"NAME": os.environ["EXAMPLE_TEST_DB_NAME"]}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # WAL lets the web server read while a worker writes.
     DATABASES["default"]["OPTIONS"] = {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 20}
+    # A file, not memory: the worker processes the tests start must see it.
+    DATABASES["default"].setdefault("TEST", {"NAME": str(VAR_DIR / "test.sqlite3")})
 
 TASKS = {
     "default": {
@@ -66,6 +73,11 @@ TASKS = {
 EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
 EMAIL_FILE_PATH = VAR_DIR / "emails"
 DEFAULT_FROM_EMAIL = "hello@example.com"
+
+# The blog's flaky search engine; the admin shows this argument redacted.
+SEARCH_ENGINE_API_KEY = os.environ.get("SEARCH_ENGINE_API_KEY", "demo-key-not-secret")
+# The CSV export is slow on purpose, so its progress can be watched.
+EXPORT_SECONDS_PER_POST = float(os.environ.get("EXPORT_SECONDS_PER_POST", "0.2"))
 
 USE_TZ = True
 TIME_ZONE = "UTC"
