@@ -38,8 +38,11 @@ def _supervise() -> int:
 
     connections.close_all()  # this process only waits; the child has its own
     child: subprocess.Popen[bytes] | None = None
+    stopping = False
 
     def forward(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True  # even between two children: no restart after a stop request
         if child is not None and child.poll() is None:
             child.send_signal(signum)
 
@@ -51,8 +54,8 @@ def _supervise() -> int:
     while True:
         child = subprocess.Popen(autoreload.get_child_arguments(), env=environment)
         code = child.wait()
-        if code != RESTART:
-            return code
+        if code != RESTART or stopping:
+            return 0 if code == RESTART else code
         sys.stderr.write("Code changed: starting the worker again.\n")
 
 
