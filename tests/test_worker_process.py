@@ -165,14 +165,17 @@ def test_unregistered_task_path_is_failed_and_never_imported(tmp_path: Path):
 
 
 def test_sigterm_lets_the_running_job_finish(start_worker):
-    result = tasks.sleep_then_record.enqueue(2, "slow")
+    result = tasks.record_then_sleep.enqueue(2, "slow")
     worker = start_worker()
-    wait_until(lambda: Job.objects.filter(pk=result.id, status="RUNNING").exists())
+    # Its body has started (a claimed job that no pool process has started yet is
+    # put back to READY by a graceful stop instead: not running, nothing to finish).
+    wait_until(lambda: Execution.objects.filter(label="slow-started").exists())
     worker.signal(signal.SIGTERM)
 
     assert worker.wait(timeout=30) == 0, worker.output()
     result.refresh()
     assert result.status == TaskResultStatus.SUCCESSFUL
+    assert Execution.objects.filter(label="slow").count() == 1
     assert not Job.objects.filter(status="RUNNING").exists()
     assert "got SIGTERM" in worker.output()
 

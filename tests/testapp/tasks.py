@@ -59,6 +59,15 @@ def sleep_then_record(context, seconds, label):
     return label
 
 
+@task(takes_context=True)
+def record_then_sleep(context, seconds, label):
+    """Record that the body started, then sleep: a test can signal a job truly running."""
+    record(f"{label}-started", context.task_result.id)
+    time.sleep(seconds)
+    record(label, context.task_result.id)
+    return label
+
+
 @task(max_attempts=3, retry_delay=Backoff(base=0.3, factor=2, jitter=0.2), takes_context=True)
 def flaky(context, label, failures):
     """Fail the first ``failures`` attempts, then succeed."""
