@@ -72,32 +72,42 @@ class JobChangeList(ChangeList):
             self.result_count = AtLeast(self.result_count)
 
 
-class QueueFilter(admin.SimpleListFilter):
-    """The queues named in TASKS (a fixed list: drawing it reads no job rows)."""
+class FixedChoicesFilter(admin.SimpleListFilter):
+    """A filter whose choices come from configuration, so drawing it reads no job rows."""
 
-    title = "queue"
-    parameter_name = "queue"
+    field = ""
+
+    def choices_from_configuration(self) -> list[str]:
+        raise NotImplementedError
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(name, name) for name in setup.configured_queues()]
+        return [(value, value) for value in self.choices_from_configuration()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
-        return queryset.filter(queue_name=value) if value else queryset
+        return queryset.filter(**{self.field: value}) if value else queryset
 
 
-class TaskFilter(admin.SimpleListFilter):
+class QueueFilter(FixedChoicesFilter):
+    """The queues named in TASKS."""
+
+    title = "queue"
+    parameter_name = "queue"
+    field = "queue_name"
+
+    def choices_from_configuration(self) -> list[str]:
+        return list(setup.configured_queues())
+
+
+class TaskFilter(FixedChoicesFilter):
     """The registered tasks, by path (no ``SELECT DISTINCT`` over the table)."""
 
     title = "task"
     parameter_name = "task"
+    field = "task_path"
 
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(p, p) for p in registry.registered_paths()]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        value = self.value()
-        return queryset.filter(task_path=value) if value else queryset
+    def choices_from_configuration(self) -> list[str]:
+        return registry.registered_paths()
 
 
 def sensitive_task_paths() -> list[str]:
