@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -109,6 +110,20 @@ class Bench:
             noop.enqueue_many([((), {})] * 1000)
         return count / (time.perf_counter() - started)
 
+    def enqueue_one_by_one_unprepared(self) -> float:
+        """``enqueue()`` on a connection with Django's default: no prepared statements."""
+        from django.db import connection
+
+        options = connection.settings_dict["OPTIONS"]
+        saved = options.pop("prepare_threshold", None)
+        connection.close()
+        try:
+            return self.enqueue_one_by_one()
+        finally:
+            connection.close()
+            if saved is not None:
+                options["prepare_threshold"] = saved
+
     def raw_insert_one_by_one(self) -> float:
         self.sql(RAW_SCHEMA)
         count = self.n(2000)
@@ -144,7 +159,7 @@ class Bench:
     def our_statement(self, enqueue: Callable[[], object], statements: int, rows: int) -> float:
         """Replay the exact INSERT ``enqueue`` sends, through a bare psycopg connection.
 
-        Same SQL, same parameters, same client-side binding as Django's
+        Same SQL, same parameters, same binding (prepared or not) as Django's
         connection, none of the Python around it (no TaskResult, no signal):
         what is left between this figure and ours is our Python, and between
         it and the raw INSERT is the wider job row, its indexes and trigger.
@@ -161,8 +176,12 @@ class Bench:
         with connection.execute_wrapper(capture):
             enqueue()
         [(sql, params)] = [(q, p) for q, p in captured if q.lstrip().startswith("INSERT")]
+        prepared = prepared_statements(connection)
         with psycopg.connect(
-            self.url, autocommit=True, cursor_factory=psycopg.ClientCursor
+            self.url,
+            autocommit=True,
+            cursor_factory=psycopg.Cursor if prepared else psycopg.ClientCursor,
+            prepare_threshold=5 if prepared else None,
         ) as conn:
             started = time.perf_counter()
             for _ in range(statements):
@@ -339,6 +358,11 @@ class Bench:
         return early, late
 
 
+def prepared_statements(connection: Any) -> bool:
+    """Whether the connection's settings turn psycopg's prepared statements on."""
+    return connection.settings_dict["OPTIONS"].get("prepare_threshold") is not None
+
+
 def raw_worker(url: str, per_transaction: int) -> int:
     done = 0
     with psycopg.connect(url) as conn:
@@ -389,7 +413,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", default=str(ROOT / ".artifacts" / "bench.json"))
     parser.add_argument("--quick", action="store_true", help="a tenth of the job counts")
+    parser.add_argument(
+        "--no-prepare",
+        action="store_true",
+        help="Django's default connection settings: no prepared statements",
+    )
     options = parser.parse_args()
+    # Read by bench/settings.py, here and in every worker process started below.
+    os.environ["DBTASKS_BENCH_PREPARE"] = "0" if options.no_prepare else "1"
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         parser.error("set DATABASE_URL to a PostgreSQL server (bench/run.sh starts one)")
     os.environ["DATABASE_URL"] = prepare_database(os.environ["DATABASE_URL"])
@@ -405,12 +436,23 @@ def main() -> None:
     r = bench.results
     started = time.time()
 
+    prepared = prepared_statements(connection)
+    print(
+        "connection: "
+        + ("prepared statements on (prepare_threshold=5)" if prepared else "Django's default")
+    )
     print("enqueue (jobs/s)")
     bench.repeat("raw INSERT, one per transaction", "jobs/s", bench.raw_insert_one_by_one)
     bench.repeat(
         "our INSERT replayed by psycopg, one per txn", "jobs/s", bench.our_statement_one_by_one
     )
     bench.repeat("enqueue(), one by one", "jobs/s", bench.enqueue_one_by_one)
+    if prepared:
+        bench.repeat(
+            "enqueue(), one by one, no prepared statements",
+            "jobs/s",
+            bench.enqueue_one_by_one_unprepared,
+        )
     bench.repeat("raw COPY, 1,000 per transaction", "jobs/s", bench.raw_copy)
     bench.repeat("raw multi-row INSERT, 1,000 per transaction", "jobs/s", bench.raw_multirow_insert)
     bench.repeat("our INSERT replayed by psycopg, 1,000/stmt", "jobs/s", bench.our_statement_bulk)
@@ -470,6 +512,19 @@ def main() -> None:
             ratio("enqueue(), one by one", "raw INSERT, one per transaction"),
             0.80,
         ),
+        **(
+            {
+                "enqueue(), no prepared statements / raw INSERT": (
+                    ratio(
+                        "enqueue(), one by one, no prepared statements",
+                        "raw INSERT, one per transaction",
+                    ),
+                    0.80,
+                )
+            }
+            if prepared
+            else {}
+        ),
         f"enqueue_many() / {bulk_ceiling.split(',')[0]}": (
             ratio("enqueue_many(), 1,000 per call", bulk_ceiling),
             0.60,
@@ -521,6 +576,7 @@ def main() -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores",
         "python": platform.python_version(),
+        "prepared_statements": prepared,
         "commit": subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip(),

@@ -14,6 +14,10 @@ from django.db.models import Model
 
 from .exceptions import ArgumentNotSerializable
 
+#: One encoder for every job: ``json.dumps(..., allow_nan=False)`` would build a new
+#: one per call, which shows on ``enqueue_many()``'s per-job cost.
+_encode = json.JSONEncoder(allow_nan=False).encode
+
 
 def _describe(value: Any) -> str:
     kind = type(value)
@@ -56,7 +60,7 @@ def _find_offender(value: Any) -> Any:
 def encode_arguments(task_path: str, args: list[Any], kwargs: dict[str, Any]) -> tuple[str, str]:
     """Return args and kwargs as JSON text, or raise ``ArgumentNotSerializable``."""
     try:
-        return json.dumps(args, allow_nan=False), json.dumps(kwargs, allow_nan=False)
+        return _encode(args), _encode(kwargs)
     except (TypeError, ValueError):
         check_arguments(task_path, args, kwargs)
         raise  # pragma: no cover - check_arguments names the culprit first
@@ -79,7 +83,7 @@ def check_arguments(task_path: str, args: tuple | list, kwargs: dict[str, Any]) 
 def dumps_return_value(value: Any) -> str:
     """Encode a task's return value, with a clear error when JSON cannot hold it."""
     try:
-        return json.dumps(value, allow_nan=False)
+        return _encode(value)
     except (TypeError, ValueError):
         offender = _find_offender(value)
         raise ArgumentNotSerializable(
