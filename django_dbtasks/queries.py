@@ -119,6 +119,20 @@ def insert_cursor(connection: BaseDatabaseWrapper) -> Iterator[Any]:
         yield cursor
 
 
+def lock_for_writing(connection: BaseDatabaseWrapper) -> None:
+    """SQLite: take the write lock first, in a transaction that reads before it writes.
+
+    SQLite starts a transaction as a reader. If another process writes before
+    this transaction's first write, that write fails at once with "database is
+    locked", whatever the timeout (its snapshot is stale: waiting cannot help).
+    A write as the transaction's first statement (this one changes nothing)
+    waits for the lock, up to the timeout, instead. PostgreSQL needs nothing.
+    """
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {WORKER} SET id = id WHERE 0")
+
+
 def _json(value: Any) -> Any:
     """A JSON column's value: SQLite and Django's loaders give text, a JSON document
     (the PostgreSQL claim) gives it decoded already."""

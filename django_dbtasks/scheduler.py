@@ -115,6 +115,7 @@ class Scheduler:
             for _ in range(2):  # two workers starting together may both create it
                 try:
                     with transaction.atomic(using=self.database):
+                        queries.lock_for_writing(self.connection)
                         self._upsert(declared.name, values)
                     break
                 except IntegrityError:
@@ -139,6 +140,7 @@ class Scheduler:
     def tick(self) -> float | None:
         """Fire every due schedule; return seconds until the next one is due (None: none)."""
         with transaction.atomic(using=self.database):
+            queries.lock_for_writing(self.connection)
             now = queries.database_now(self.connection)
             due = list(
                 Schedule.objects.using(self.database)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import signal
+import sqlite3
+import threading
 import time
 from collections import Counter
 
@@ -16,7 +18,7 @@ from django.utils import timezone
 from django_dbtasks import queries, scheduler
 from django_dbtasks.models import Job, MissedFires, Schedule
 
-from .conftest import wait_until
+from .conftest import IS_POSTGRES, wait_until
 from .testapp.models import Execution
 
 RECORD = "tests.testapp.tasks.record_run"
@@ -217,3 +219,35 @@ def test_an_edited_expression_applies_without_restarting_workers(start_worker):
     schedule.cron = "* * * * * *"
     schedule.save()
     wait_until(lambda: Job.objects.filter(schedule=schedule).exists(), timeout=10)
+
+
+@pytest.mark.skipif(IS_POSTGRES, reason="SQLite's locking")
+@pytest.mark.django_db(transaction=True)
+def test_a_write_by_another_process_during_a_tick_makes_it_wait_not_fail():
+    """SQLite: the tick reads, then writes. If another process wrote in between,
+    the tick's first write used to fail at once ("database is locked"), which
+    at start-up (the same pattern) killed one of several workers starting together."""
+    schedule = make()
+    missed_since(schedule, timezone.now() - dt.timedelta(seconds=3))  # due: an even second
+    other = sqlite3.connect(connection.settings_dict["NAME"], timeout=30, check_same_thread=False)
+    writes: list[str] = []
+
+    def write_from_another_process() -> None:
+        other.execute("UPDATE django_dbtasks_schedule SET updated_at = '2000-01-01 00:00:00'")
+        other.commit()
+        writes.append("committed")
+
+    def interleave(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if "django_dbtasks_schedule" in sql and writer.ident is None:  # after its first read
+            writer.start()
+            writer.join(timeout=1)  # the tick holds the write lock: the writer waits for it
+        return result
+
+    writer = threading.Thread(target=write_from_another_process)
+    with connection.execute_wrapper(interleave):
+        tick()
+    writer.join(timeout=30)
+    other.close()
+    assert writes == ["committed"]
+    assert Job.objects.filter(schedule=schedule).count() == 1
