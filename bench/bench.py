@@ -61,6 +61,7 @@ class Bench:
         self.runs = runs
         self.scale = 0.1 if quick else 1.0
         self.results: dict[str, dict[str, float]] = {}
+        self.samples: dict[str, list[float]] = {}
 
     # Helpers
 
@@ -68,6 +69,7 @@ class Bench:
         return max(100, int(count * self.scale))
 
     def record(self, name: str, samples: list[float], unit: str) -> dict[str, float]:
+        self.samples[name] = samples
         entry = {
             "median": statistics.median(samples),
             "min": min(samples),
@@ -80,6 +82,23 @@ class Bench:
 
     def repeat(self, name: str, unit: str, measure: Callable[[], float]) -> dict[str, float]:
         return self.record(name, [measure() for _ in range(self.runs)], unit)
+
+    def interleaved(self, unit: str, measures: dict[str, Callable[[], float]]) -> None:
+        """Measure each figure once per run, in turn, so that a ceiling and our
+        figure share each run's conditions: on a shared machine the speed drifts
+        over minutes, and a ratio of two figures measured minutes apart
+        measures the drift too. Ratios are then taken run by run."""
+        samples: dict[str, list[float]] = {name: [] for name in measures}
+        for _ in range(self.runs):
+            for name, measure in measures.items():
+                samples[name].append(measure())
+        for name, values in samples.items():
+            self.record(name, values, unit)
+
+    def ratio(self, ours: str, ceiling: str) -> float:
+        """The median over runs of our figure divided by the ceiling of the same run."""
+        pairs = zip(self.samples[ours], self.samples[ceiling], strict=True)
+        return statistics.median(mine / theirs for mine, theirs in pairs)
 
     def sql(self, statement: str, params: object = None) -> None:
         with psycopg.connect(self.url, autocommit=True) as conn:
@@ -442,37 +461,39 @@ def main() -> None:
         + ("prepared statements on (prepare_threshold=5)" if prepared else "Django's default")
     )
     print("enqueue (jobs/s)")
-    bench.repeat("raw INSERT, one per transaction", "jobs/s", bench.raw_insert_one_by_one)
-    bench.repeat(
-        "our INSERT replayed by psycopg, one per txn", "jobs/s", bench.our_statement_one_by_one
-    )
-    bench.repeat("enqueue(), one by one", "jobs/s", bench.enqueue_one_by_one)
+    one_by_one = {
+        "raw INSERT, one per transaction": bench.raw_insert_one_by_one,
+        "our INSERT replayed by psycopg, one per txn": bench.our_statement_one_by_one,
+        "enqueue(), one by one": bench.enqueue_one_by_one,
+    }
     if prepared:
-        bench.repeat(
-            "enqueue(), one by one, no prepared statements",
-            "jobs/s",
-            bench.enqueue_one_by_one_unprepared,
+        one_by_one["enqueue(), one by one, no prepared statements"] = (
+            bench.enqueue_one_by_one_unprepared
         )
-    bench.repeat("raw COPY, 1,000 per transaction", "jobs/s", bench.raw_copy)
-    bench.repeat("raw multi-row INSERT, 1,000 per transaction", "jobs/s", bench.raw_multirow_insert)
-    bench.repeat("our INSERT replayed by psycopg, 1,000/stmt", "jobs/s", bench.our_statement_bulk)
-    bench.repeat("enqueue_many(), 1,000 per call", "jobs/s", bench.enqueue_many)
+    bench.interleaved("jobs/s", one_by_one)
+    bench.interleaved(
+        "jobs/s",
+        {
+            "raw COPY, 1,000 per transaction": bench.raw_copy,
+            "raw multi-row INSERT, 1,000 per transaction": bench.raw_multirow_insert,
+            "our INSERT replayed by psycopg, 1,000/stmt": bench.our_statement_bulk,
+            "enqueue_many(), 1,000 per call": bench.enqueue_many,
+        },
+    )
 
     print("processing no-op jobs (jobs/s)")
-    for processes in (1, 2):
-        for per_transaction in (1, 100):
-            bench.repeat(
-                f"raw claim+complete, {per_transaction}/txn, {processes} proc",
-                "jobs/s",
-                lambda p=processes, t=per_transaction: bench.raw_process(p, t),
-            )
-    for processes in (1, 2):
-        bench.repeat(
-            f"runtasks --concurrency 1, {processes} proc",
-            "jobs/s",
-            lambda p=processes: bench.process(p, 1),
-        )
-    bench.repeat("runtasks --concurrency 2, 1 proc", "jobs/s", lambda: bench.process(1, 2))
+    bench.interleaved(
+        "jobs/s",
+        {
+            "raw claim+complete, 1/txn, 1 proc": lambda: bench.raw_process(1, 1),
+            "raw claim+complete, 100/txn, 1 proc": lambda: bench.raw_process(1, 100),
+            "runtasks --concurrency 1, 1 proc": lambda: bench.process(1, 1),
+            "runtasks --concurrency 2, 1 proc": lambda: bench.process(1, 2),
+            "raw claim+complete, 1/txn, 2 proc": lambda: bench.raw_process(2, 1),
+            "raw claim+complete, 100/txn, 2 proc": lambda: bench.raw_process(2, 100),
+            "runtasks --concurrency 1, 2 proc": lambda: bench.process(2, 1),
+        },
+    )
 
     print("pickup latency, idle worker (ms)")
     p50s, p99s = bench.pickup_latency()
@@ -500,8 +521,7 @@ def main() -> None:
     bench.record(f"worker RSS after {memory_jobs // 10:,} jobs", [early], "MB")
     bench.record(f"worker RSS after {memory_jobs:,} jobs", [late], "MB")
 
-    def ratio(ours: str, ceiling: str) -> float:
-        return r[ours]["median"] / r[ceiling]["median"]
+    ratio = bench.ratio
 
     bulk_ceiling = max(
         ["raw COPY, 1,000 per transaction", "raw multi-row INSERT, 1,000 per transaction"],
