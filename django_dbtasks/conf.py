@@ -39,6 +39,9 @@ class Options:
     PREFETCH_SECONDS: float = 0.05
     #: Most jobs claimed (and completed) by one statement.
     MAX_BATCH: int = 100
+    #: Largest return value, in bytes of JSON, a job may store; a larger one fails
+    #: that attempt with ``ResultNotStorable`` (large results belong in a file).
+    MAX_RESULT_BYTES: int = 1024 * 1024
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None, alias: str = "default") -> Options:
@@ -74,6 +77,8 @@ class Options:
                 raise ImproperlyConfigured(f"{where}[{name!r}] must be a positive number.")
         if self.PREFETCH_SECONDS < 0:
             raise ImproperlyConfigured(f"{where}['PREFETCH_SECONDS'] must not be negative.")
+        if self.MAX_RESULT_BYTES < 1:
+            raise ImproperlyConfigured(f"{where}['MAX_RESULT_BYTES'] must be at least 1.")
         if self.MAX_BATCH < 1:
             raise ImproperlyConfigured(f"{where}['MAX_BATCH'] must be at least 1.")
         if self.GRACE_PERIOD < 0:

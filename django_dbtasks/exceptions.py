@@ -9,6 +9,10 @@ class ArgumentNotSerializable(InvalidTask, TypeError):
     """A task argument or keyword argument cannot be stored as JSON."""
 
 
+class ResultNotStorable(ValueError):
+    """A task's return value cannot be stored in the job table (unstorable text, size)."""
+
+
 class TaskNotRegistered(LookupError):
     """A job names a task path that no ``@task`` function in this process has."""
 

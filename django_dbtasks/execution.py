@@ -1,7 +1,9 @@
 """Run one claimed job's task function and describe what happened.
 
 This runs inside a pool child process (see ``pool.py``); it never touches
-the job table, so the parent alone decides what an outcome means.
+the job table, so the parent alone decides what an outcome means. Whatever
+the task does (returns, raises, even ``SystemExit``), the outcome holds only
+text the job table can store, so writing it can fail for no other job.
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ from .exceptions import TaskNotRegistered, exception_path
 from .queries import ClaimedJob
 from .serialization import dumps_return_value
 
+#: Longest traceback kept per failed attempt (its start and its end are kept).
+MAX_TRACEBACK_CHARS = 64_000
+#: Longest one-line summary of a failed attempt.
+MAX_MESSAGE_CHARS = 2_000
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -32,12 +39,52 @@ class Outcome:
     finished_at: float = 0.0
 
 
+def storable_text(text: str, limit: int) -> str:
+    """``text`` as the job table can store it: NUL and lone surrogates escaped, cut to size.
+
+    Error text is for people: ``\\x00`` and ``\\udc80`` read as well as the
+    characters, and a cut in the middle of a huge traceback keeps both ends.
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(text) > limit:
+        head, tail = limit // 4, limit - limit // 4
+        cut = len(text) - head - tail
+        text = f"{text[:head]}\n[... {cut:,} characters cut ...]\n{text[-tail:]}"
+    return text
+
+
 def error_entry(
     exc_type: type[BaseException], text: str, message: str | None = None
 ) -> dict[str, Any]:
     """One failed attempt as stored in ``Job.errors`` (Django's TaskError, plus a summary)."""
     summary = message or f"{exc_type.__name__}: {text.strip().splitlines()[0] if text else ''}"
-    return {"exception_class_path": exception_path(exc_type), "traceback": text, "message": summary}
+    return {
+        "exception_class_path": exception_path(exc_type),
+        "traceback": storable_text(text, MAX_TRACEBACK_CHARS),
+        "message": storable_text(summary, MAX_MESSAGE_CHARS),
+    }
+
+
+def describe_exception(exc: BaseException) -> dict[str, Any]:
+    """The error entry of an exception raised by a task (or while handling its job)."""
+    try:
+        text = "".join(traceback.format_exception(exc))
+        message = traceback.format_exception_only(exc)[0].strip()
+    except BaseException:
+        text = message = f"{type(exc).__name__} (its traceback could not be formatted)"
+    return error_entry(type(exc), text, message=message)
+
+
+def failed(job_id: int, exc: BaseException, context: str) -> Outcome:
+    """A failed outcome for a job that broke before its task could run."""
+    error = describe_exception(exc)
+    error["message"] = storable_text(f"{context}: {error['message']}", MAX_MESSAGE_CHARS)
+    return Outcome(job_id=job_id, succeeded=False, error=error, finished_at=time.monotonic())
 
 
 def running_result(task: DbTask, job: ClaimedJob) -> DbTaskResult:
@@ -58,31 +105,36 @@ def running_result(task: DbTask, job: ClaimedJob) -> DbTaskResult:
     )
 
 
-def _call(job: ClaimedJob) -> Any:
+def _call(job: ClaimedJob) -> str:
+    """Run the task and return its value as JSON text the job table can store."""
     task = registry.lookup(job.task_path)
     if task is None:
         raise TaskNotRegistered(registry.not_registered_message(job.task_path))
-    database = getattr(task.get_backend(), "database", "default")
+    backend = task.get_backend()
+    database = getattr(backend, "database", "default")
     with progress.running(job.id, job.lease_token, database):
         if not task.takes_context:
-            return task.call(*job.args, **job.kwargs)
-        context: Any = TaskContext(task_result=running_result(task, job))
-        return task.call(context, *job.args, **job.kwargs)
+            value = task.call(*job.args, **job.kwargs)
+        else:
+            context: Any = TaskContext(task_result=running_result(task, job))
+            value = task.call(context, *job.args, **job.kwargs)
+    config = getattr(backend, "config", None)
+    return dumps_return_value(value, config.MAX_RESULT_BYTES if config else 1024 * 1024)
 
 
 def run(job: ClaimedJob) -> Outcome:
-    """Call the job's task; any exception becomes a failed outcome with its traceback."""
+    """Call the job's task; anything it raises becomes a failed outcome with its traceback.
+
+    ``BaseException`` too: ``sys.exit()`` or ``KeyboardInterrupt`` raised by
+    task code ends that job as a failure with its own class, as in Django's
+    backends, and the pool process goes on.
+    """
     started = time.monotonic()
     try:
-        value = _call(job)
-        encoded = dumps_return_value(value)
-    except Exception as exc:
+        encoded = _call(job)
+    except BaseException as exc:
         ended = time.monotonic()
-        error = error_entry(
-            type(exc),
-            "".join(traceback.format_exception(exc)),
-            message=traceback.format_exception_only(exc)[0].strip(),
-        )
+        error = describe_exception(exc)
         return Outcome(
             job_id=job.id,
             succeeded=False,

@@ -74,7 +74,11 @@ class Job(models.Model):
     )
     max_attempts = models.PositiveIntegerField(default=1)
     crashes = models.PositiveIntegerField(
-        default=0, help_text=_("Runs in a row that ended with their worker dying.")
+        default=0,
+        help_text=_(
+            "Runs in a row that ended with their worker dying; a job with one is run "
+            "alone in its worker until it finishes."
+        ),
     )
     return_value = models.JSONField(null=True, blank=True)
     errors = models.JSONField(
@@ -122,6 +126,15 @@ class Job(models.Model):
                 "id",
                 name="dbtasks_job_ready",
                 condition=models.Q(status="READY"),
+            ),
+            # Suspects: jobs whose worker died while holding them (rare, so the index
+            # is tiny). Workers look for them at each heartbeat and run each alone.
+            models.Index(
+                models.F("priority").desc(),
+                "run_after",
+                "id",
+                name="dbtasks_job_suspect",
+                condition=models.Q(status="READY", crashes__gt=0),
             ),
             models.Index(
                 "lease_expires_at",

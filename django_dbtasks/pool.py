@@ -13,12 +13,23 @@ the monotonic time it finished; the parent knows which job of the chunk is
 running (the first without an outcome) and since when, which is all that
 timeouts and crash reports need. Chunks are sized by the worker from the
 average job duration, so slow jobs still go one at a time.
+
+Containment: a child never decides when it stops (SIGTERM and SIGINT sent
+to the whole process group by supervisor, systemd or Ctrl-C are ignored
+there: the parent's grace period rules); a child dies with its parent
+(``PR_SET_PDEATHSIG``, pipe ends of siblings closed so EOF arrives, and a
+parent check between jobs); a process forked by a task never speaks on the
+pipe; only strings cross the pipe back, so any outcome can be sent.
 """
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import multiprocessing
 import os
+import pickle
+import resource
 import select
 import selectors
 import signal
@@ -37,6 +48,12 @@ from .execution import Outcome
 from .queries import ClaimedJob
 
 _fork = multiprocessing.get_context("fork")
+logger = logging.getLogger("django_dbtasks.worker")
+
+#: Linux's ``prctl`` option that signals a process when its parent dies.
+PR_SET_PDEATHSIG = 1
+#: Seconds an idle child waits for work before checking that its parent lives.
+PARENT_CHECK_INTERVAL = 1.0
 
 
 @dataclass(frozen=True)
@@ -46,32 +63,105 @@ class Skipped:
     job_id: int
 
 
-def _child_main(conn: Connection, stopping: Event) -> None:
+@dataclass(frozen=True)
+class Retiring:
+    """The child reached a recycling limit and exits; its later jobs never started."""
+
+    job_id: int  # the last job it ran
+
+
+@dataclass(frozen=True)
+class Limits:
+    """When a child is replaced by a fresh one (Celery's ``worker_max_*_per_child``)."""
+
+    max_tasks: int | None = None
+    max_memory_kb: int | None = None
+
+    def reached(self, done: int) -> bool:
+        if self.max_tasks is not None and done >= self.max_tasks:
+            return True
+        if self.max_memory_kb is not None:
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss > self.max_memory_kb
+        return False
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Have the kernel SIGKILL this child when the worker dies (Linux), and check once."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the parent check between jobs and EOF on the pipe remain
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(0)
+
+
+def _child_main(
+    conn: Connection,
+    stopping: Event,
+    parent_pid: int,
+    siblings: list[Connection],
+    limits: Limits,
+) -> None:
     """Receive chunks of jobs, run them one by one, send back one outcome each."""
     from django.db import close_old_connections
 
-    # The parent decides when children stop: Ctrl-C in a terminal reaches the
-    # whole process group, and must not kill a job the grace period protects.
+    _die_with_parent(parent_pid)
+    # The parent's ends of the other children's pipes: held here, they would keep
+    # a sibling from seeing EOF when the parent is gone.
+    for sibling in siblings:
+        sibling.close()
+    # The parent decides when children stop: a stop sent to the whole process group
+    # (supervisor's stopasgroup, systemd's KillMode, Ctrl-C) must not kill a job
+    # the grace period protects. The parent kills with SIGKILL when it must.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.set_wakeup_fd(-1)
+    my_pid = os.getpid()
+    done = 0
     while True:
         try:
-            chunk = conn.recv()
+            while not conn.poll(PARENT_CHECK_INTERVAL):
+                if os.getppid() != parent_pid:
+                    return
+            chunk = conn.recv_bytes()
         except (EOFError, OSError):
             return
-        if chunk is None:
-            return
+        if not chunk:
+            return  # the parent's polite "stop"
         # Like a request, each job starts with connections checked (CONN_MAX_AGE,
         # health checks, errors); when the chunk is done they are checked again
         # before the child goes idle.
-        for job in chunk:
-            if stopping.is_set():
-                conn.send(Skipped(job.id))
+        for job_id, packed in pickle.loads(chunk):
+            if stopping.is_set() or os.getppid() != parent_pid:
+                conn.send(Skipped(job_id))
                 continue
             close_old_connections()
-            conn.send(execution.run(job))
+            outcome = _run_packed(job_id, packed)
+            if os.getpid() != my_pid:
+                # The task forked and this is the copy, returning from the task
+                # too: it must neither answer for the job nor take more work.
+                os._exit(0)
+            conn.send(outcome)
+            done += 1
+            if limits.reached(done):
+                conn.send(Retiring(job_id))
+                return
         close_old_connections()
+
+
+def _run_packed(job_id: int, packed: bytes) -> Outcome:
+    """Unpack one job and run it; a job that cannot be unpacked fails alone."""
+    try:
+        job = pickle.loads(packed)
+    except BaseException as exc:
+        return execution.failed(job_id, exc, "The job could not be handed to a pool process")
+    return execution.run(job)
+
+
+def pack(job: ClaimedJob) -> bytes:
+    """One job as the bytes a child unpacks (each job apart, so one bad job fails alone)."""
+    return pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 @dataclass(eq=False)
@@ -80,6 +170,7 @@ class _Child:
     conn: Connection
     jobs: deque[ClaimedJob] = field(default_factory=deque)  # the first one is running
     started: float = 0.0  # when the first of ``jobs`` started (monotonic)
+    retiring: bool = False  # it sent ``Retiring``: it runs nothing more and exits
     #: Whether an outcome is waiting in ``conn``, asked with one system call
     #: (``Connection.poll()`` builds a selector per call).
     poller: Any = field(default_factory=select.poll)
@@ -105,13 +196,16 @@ class Pool:
         size: int,
         before_fork: Callable[[], None],
         timeout_of: Callable[[ClaimedJob], float | None],
+        limits: Limits | None = None,
     ) -> None:
         self.size = size
         self.before_fork = before_fork
         self.timeout_of = timeout_of
+        self.limits = limits or Limits()
         self.capacity = 1  # jobs handed to one child at a time (the chunk size)
         self.children: list[_Child] = []
         self.backlog: deque[ClaimedJob] = deque()  # never started: their child died
+        self.undeliverable: list[Finished] = []  # jobs that could not be packed for a child
         self.stopping = _fork.Event()
         # Kept across waits (the worker waits once per loop turn, often once per
         # job): building a selector and registering every pipe each time cost
@@ -120,13 +214,16 @@ class Pool:
 
     def start(self) -> None:
         self.before_fork()
-        self.children = [self._spawn() for _ in range(self.size)]
+        self.children = []
+        for _ in range(self.size):
+            self.children.append(self._spawn())  # each new child closes its elders' pipes
 
     def _spawn(self) -> _Child:
         parent_end, child_end = _fork.Pipe()
+        siblings = [child.conn for child in self.children if not child.conn.closed]
         process = _fork.Process(
             target=_child_main,
-            args=(child_end, self.stopping),
+            args=(child_end, self.stopping, os.getpid(), siblings, self.limits),
             name="dbtasks-child",
         )
         process.daemon = True
@@ -154,7 +251,7 @@ class Pool:
         return max(0, self.size * self.capacity - self.holding())
 
     def has_idle_child(self) -> bool:
-        return any(not child.jobs for child in self.children)
+        return any(not child.jobs and not child.retiring for child in self.children)
 
     def holding(self) -> int:
         """How many jobs the pool holds (cheap: no list is built)."""
@@ -181,14 +278,33 @@ class Pool:
         self.backlog.clear()
         for child in sorted(self.children, key=lambda c: len(c.jobs)):
             room = self.capacity - len(child.jobs)
-            if not queue or room <= 0:
+            if not queue or room <= 0 or child.retiring:
                 continue
-            chunk = [queue.popleft() for _ in range(min(room, len(queue)))]
+            chunk: list[ClaimedJob] = []
+            packed: list[tuple[int, bytes]] = []
+            while queue and len(chunk) < room:
+                job = queue.popleft()
+                try:
+                    packed.append((job.id, pack(job)))
+                except BaseException as exc:  # RecursionError, say: this job's alone
+                    self.undeliverable.append(self._undeliverable(job, exc))
+                    continue
+                chunk.append(job)
+            if not chunk:
+                continue
             if not child.jobs:
                 child.started = time.monotonic()
             child.jobs.extend(chunk)
-            child.conn.send(chunk)
+            try:
+                child.conn.send_bytes(pickle.dumps(packed, protocol=pickle.HIGHEST_PROTOCOL))
+            except OSError:
+                pass  # the child died: its sentinel reports it, its jobs go to the backlog
         self.backlog.extend(queue)
+
+    @staticmethod
+    def _undeliverable(job: ClaimedJob, exc: BaseException) -> Finished:
+        outcome = execution.failed(job.id, exc, "The job could not be handed to a pool process")
+        return Finished(job, outcome)
 
     def drop_backlog(self) -> None:
         """Forget jobs not yet handed to a child (the worker releases them)."""
@@ -220,7 +336,7 @@ class Pool:
             if key.data is not None:
                 child, is_sentinel = key.data
                 readable[child] = readable.get(child, False) or is_sentinel
-        finished: list[Finished] = []
+        finished, self.undeliverable = self.undeliverable, []
         for child, sentinel_ready in readable.items():
             finished.extend(self._receive(child))
             if sentinel_ready and not child.process.is_alive():
@@ -238,8 +354,18 @@ class Pool:
         try:
             while child.jobs and child.has_message():
                 message = child.conn.recv()
+                if isinstance(message, Retiring):
+                    child.retiring = True  # the rest of its jobs go to the backlog
+                    continue
                 job = child.jobs.popleft()
-                assert message.job_id == job.id, (message, job.id)
+                if getattr(message, "job_id", None) != job.id:
+                    # Only a bug can cause this; the child is replaced, not trusted.
+                    logger.error(
+                        "pool process %s sent %r for job %s", child.process.pid, message, job.id
+                    )
+                    child.jobs.appendleft(job)
+                    self._kill(child)
+                    break
                 if isinstance(message, Skipped):
                     continue  # the worker gives it back when it stops
                 child.started = message.finished_at
@@ -249,23 +375,38 @@ class Pool:
         return finished
 
     def _crashed(self, child: _Child) -> list[Finished]:
-        job = child.jobs.popleft() if child.jobs else None
+        """A child is gone: blame the job it was running, unless it retired or we stop.
+
+        A child that retired ran nothing after its last outcome; one killed
+        while the worker stops (a process manager's SIGKILL to the group) is
+        not its job's fault: those jobs are released with the worker's.
+        """
         exit_code = child.process.exitcode
-        self._replace(child)
-        if job is None:
+        elapsed = time.monotonic() - child.started
+        if child.retiring or not child.jobs:
+            self._replace(child)
             return []
+        if self.stopping.is_set():
+            child.jobs.clear()  # left RUNNING in the table: released at shutdown
+            self._forget(child)
+            child.conn.close()
+            self.children.remove(child)
+            return []
+        job = child.jobs.popleft()
+        self._replace(child)
         how = (
             f"was killed by signal {signal.Signals(-exit_code).name}"
             if exit_code is not None and exit_code < 0
             else f"exited with code {exit_code}"
         )
         text = (
-            f"The pool process running this attempt {how} before the task returned "
-            "(a crash in native code, os._exit(), sys.exit() or the kernel's OOM killer). "
-            "The worker replaced it and went on."
+            f"The pool process running this attempt {how} after {elapsed:.3f} s, before "
+            "the task returned (a crash in native code, os._exit(), or the kernel's OOM "
+            "killer). The worker replaced it and went on."
         )
         error = execution.error_entry(WorkerCrashed, text)
-        return [Finished(job, Outcome(job_id=job.id, succeeded=False, error=error))]
+        outcome = Outcome(job_id=job.id, succeeded=False, error=error, duration=elapsed)
+        return [Finished(job, outcome)]
 
     def _enforce_timeouts(self) -> list[Finished]:
         now = time.monotonic()
@@ -303,7 +444,7 @@ class Pool:
                 self._kill(child)
             else:
                 try:
-                    child.conn.send(None)
+                    child.conn.send_bytes(b"")
                 except OSError:
                     pass
         for child in self.children:

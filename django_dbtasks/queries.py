@@ -46,6 +46,9 @@ class ClaimedJob:
     enqueued_at: datetime | None
     started_at: datetime | None
     worker_ids: list[str]
+    #: Why the row's args or kwargs could not be decoded ("" when they were): such a
+    #: job fails at once instead of breaking the claim of the jobs beside it.
+    undecodable: str = ""
 
 
 class Dialect:
@@ -157,9 +160,35 @@ def _token(value: Any) -> str:
 
 
 CLAIM_COLUMNS = (
-    "id, task_path, queue_name, priority, args, kwargs, attempts, max_attempts, "
+    "id, task_path, queue_name, priority, {args}, {kwargs}, attempts, max_attempts, "
     "lease_token, enqueued_at, started_at, worker_ids"
 )
+
+
+def _claimed(row: Any) -> ClaimedJob:
+    """One claimed row as a ``ClaimedJob``; arguments that cannot be decoded (nested
+    past Python's recursion limit, say) make that job fail, not the whole claim."""
+    undecodable = ""
+    try:
+        args, kwargs = _json(row[4]), _json(row[5])
+    except (ValueError, RecursionError) as error:
+        args, kwargs = [], {}
+        undecodable = f"{type(error).__name__}: {error}"
+    return ClaimedJob(
+        id=row[0],
+        task_path=row[1],
+        queue_name=row[2],
+        priority=row[3],
+        args=args,
+        kwargs=kwargs,
+        attempts=row[6],
+        max_attempts=row[7],
+        lease_token=_token(row[8]),
+        enqueued_at=_when(row[9]),
+        started_at=_when(row[10]),
+        worker_ids=_json(row[11]),
+        undecodable=undecodable,
+    )
 
 
 def claim(
@@ -168,8 +197,14 @@ def claim(
     limit: int,
     worker_id: str,
     lease_seconds: float,
+    suspects: bool = False,
 ) -> list[ClaimedJob]:
     """Claim up to ``limit`` ready jobs, highest priority first, then oldest.
+
+    Suspects (jobs whose worker died while holding them: ``crashes > 0``) are
+    never claimed beside others: ``suspects=True`` claims only them, and the
+    worker runs such a job alone, so that if it kills its worker again, no
+    other job is there to be blamed with it.
 
     PostgreSQL: candidates are picked and locked with ``FOR NO KEY UPDATE
     SKIP LOCKED`` in a ``MATERIALIZED`` CTE (so the planner cannot turn the
@@ -182,9 +217,10 @@ def claim(
     """
     d = Dialect(connection)
     queue_sql, queue_params = d.in_list("queue_name", queues)
+    crashes = "crashes > 0" if suspects else "crashes = 0"
     candidates = (
         f"SELECT id FROM {JOB} WHERE status = 'READY' AND run_after <= {d.now} "
-        f"AND {queue_sql} ORDER BY priority DESC, run_after, id LIMIT %s"
+        f"AND {queue_sql} AND {crashes} ORDER BY priority DESC, run_after, id LIMIT %s"
     )
     assignments = (
         f"status = 'RUNNING', attempts = attempts + 1, "
@@ -195,14 +231,16 @@ def claim(
     )
     assign_params = [worker_id, d.seconds(lease_seconds), json.dumps(worker_id)]
     if d.postgres:
-        # The claimed rows come back as one JSON document: a single json.loads in C
-        # instead of three per job (args, kwargs, worker_ids) plus Python loaders for
-        # the timestamps, which were a quarter of the claim's time in the worker.
+        # The claimed rows come back as one JSON document: one json.loads in C instead
+        # of Python loaders for the timestamps, which were a quarter of the claim's
+        # time in the worker. Arguments come inside it as text, decoded job by job:
+        # one job's deep nesting cannot break the decoding of the others.
+        columns = CLAIM_COLUMNS.format(args="args::text", kwargs="kwargs::text")
         sql = (
             f"WITH candidates AS MATERIALIZED ({candidates} FOR NO KEY UPDATE SKIP LOCKED), "
             f"claimed AS (UPDATE {JOB} AS job SET {assignments} FROM candidates "
             f"WHERE job.id = candidates.id RETURNING job.*) "
-            f"SELECT json_agg(json_build_array({CLAIM_COLUMNS}))::text FROM claimed"
+            f"SELECT json_agg(json_build_array({columns}))::text FROM claimed"
         )
         params = [*queue_params, limit, *assign_params]
         with connection.cursor() as cursor:
@@ -210,28 +248,13 @@ def claim(
             (document,) = cursor.fetchone()
         rows = json.loads(document) if document else []
     else:
-        sql = f"UPDATE {JOB} SET {assignments} WHERE id IN ({candidates}) RETURNING {CLAIM_COLUMNS}"
+        columns = CLAIM_COLUMNS.format(args="args", kwargs="kwargs")
+        sql = f"UPDATE {JOB} SET {assignments} WHERE id IN ({candidates}) RETURNING {columns}"
         params = [*assign_params, *queue_params, limit]
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
-    jobs = [
-        ClaimedJob(
-            id=row[0],
-            task_path=row[1],
-            queue_name=row[2],
-            priority=row[3],
-            args=_json(row[4]),
-            kwargs=_json(row[5]),
-            attempts=row[6],
-            max_attempts=row[7],
-            lease_token=_token(row[8]),
-            enqueued_at=_when(row[9]),
-            started_at=_when(row[10]),
-            worker_ids=_json(row[11]),
-        )
-        for row in rows
-    ]
+    jobs = [_claimed(row) for row in rows]
     jobs.sort(key=lambda job: (-job.priority, job.id))
     return jobs
 
@@ -351,19 +374,42 @@ def release(
         return cursor.rowcount
 
 
+def suspect_waiting(connection: BaseDatabaseWrapper, queues: list[str]) -> bool:
+    """Whether a suspect (see ``claim``) is due in ``queues``: the worker then runs it alone.
+
+    The partial index ``dbtasks_job_suspect`` holds only READY suspects, so
+    this costs next to nothing however long the queue is.
+    """
+    d = Dialect(connection)
+    queue_sql, queue_params = d.in_list("queue_name", queues)
+    sql = (
+        f"SELECT 1 FROM {JOB} WHERE status = 'READY' AND crashes > 0 "
+        f"AND run_after <= {d.now} AND {queue_sql} LIMIT 1"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, queue_params)
+        return cursor.fetchone() is not None
+
+
 def rescue_expired(
     connection: BaseDatabaseWrapper, max_crashes: int, poison_error: dict[str, Any]
 ) -> list[tuple[int, str, str]]:
     """Take back RUNNING jobs whose lease expired: their worker died or froze.
 
     A worker's death is not the job's failure, so the attempt is given back
-    and the job is READY again; only after ``max_crashes`` such runs in a row
-    is it FAILED as poison. Safe when several workers rescue at once: the
-    WHERE clause is re-checked on the locked row, so each job is taken once.
-    Returns ``(id, task_path, new_status)`` per rescued job.
+    and the job is READY again, with one more crash mark. Which of the jobs a
+    dead worker held was running cannot be known after its death, so every
+    one of them becomes a suspect (``crashes`` 1), which is then claimed and
+    run alone (see ``claim``). A job already a suspect was alone in its
+    worker: its death is certain to be its own, and once it has
+    ``max_crashes`` of them in a row it is FAILED as poison. So a job that
+    kills its worker is failed after ``max(max_crashes, 2)`` deaths, and the
+    jobs claimed beside it run again, cleared. Safe when several workers
+    rescue at once: the WHERE clause is re-checked on the locked row, so each
+    job is taken once. Returns ``(id, task_path, new_status)`` per rescued job.
     """
     d = Dialect(connection)
-    poisoned = "crashes + 1 >= %s"
+    poisoned = "crashes > 0 AND crashes + 1 >= %s"
     sql = (
         f"UPDATE {JOB} SET "
         f"status = CASE WHEN {poisoned} THEN 'FAILED' ELSE 'READY' END, "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -26,10 +27,11 @@ from . import queries, registry
 from .backend import DatabaseBackend
 from .base import DbTaskResult
 from .compat import TaskError, TaskResultStatus, task_finished, task_started
-from .exceptions import PoisonJob, TaskNotRegistered
+from .exceptions import ArgumentNotSerializable, PoisonJob, TaskNotRegistered
 from .execution import Outcome, error_entry, running_result
 from .notify import Listener
-from .pool import Finished, Pool
+from .outages import is_outage
+from .pool import Finished, Limits, Pool
 from .queries import ClaimedJob
 from .scheduler import Scheduler
 
@@ -55,6 +57,8 @@ class WorkerSettings:
     burst: bool = False
     grace_period: float | None = None  # None: the backend's GRACE_PERIOD option
     scheduler: bool = True  # run the cron scheduler in this worker
+    max_tasks_per_child: int | None = None  # recycle a pool process after N jobs
+    max_memory_per_child: int | None = None  # ... or once its peak RSS passes N KB
 
 
 @dataclass
@@ -116,6 +120,7 @@ class Worker:
             settings.concurrency,
             before_fork=connections.close_all,
             timeout_of=self._timeout_of,
+            limits=Limits(settings.max_tasks_per_child, settings.max_memory_per_child),
         )
         self.timers = _Timers()
         self.stop = _Stop()
@@ -124,6 +129,9 @@ class Worker:
         per_child = max(1, self.config.MAX_BATCH // settings.concurrency)
         self.pace = Pace(self.config.PREFETCH_SECONDS, per_child)
         self.more_ready = True  # the last claim was full: more jobs may be waiting
+        #: A suspect (a job whose worker died while holding it) may be waiting: claim
+        #: nothing else until the pool is empty, then claim it alone.
+        self.suspects_waiting = False
         self.notified = False
         self.listener: Listener | None = None
         self.scheduler = Scheduler(self.config.DATABASE) if settings.scheduler else None
@@ -170,7 +178,9 @@ class Worker:
         self.pool.start()
         if self.config.NOTIFY and self.connection.vendor == "postgresql":
             self.listener = Listener(self.connection)
-        self.timers.heartbeat = time.monotonic() + self.config.HEARTBEAT_INTERVAL
+        # Rescue before the first claim: a burst worker started from cron may find
+        # nothing READY and exit before its first heartbeat would have come.
+        self._maintenance(time.monotonic())
         logger.info(
             "worker=%s started host=%s pid=%s queues=%s concurrency=%s database=%s burst=%s "
             "scheduler=%s",
@@ -208,16 +218,24 @@ class Worker:
             ) from error
 
     def shutdown(self) -> None:
+        """Stop the pool, write what finished, release the rest, say so: each step
+        runs even if an earlier one failed, so nothing stays held by a stopped worker."""
         kill = self.stop.forced or bool(self.pool.holding())
-        self.pool.stop(kill=kill)
-        self._sync(claim=False)
+        self._each_step(lambda: self.pool.stop(kill=kill), "stopping the pool")
+        self._each_step(lambda: self._sync(claim=False), "writing the last outcomes")
         released = self._db(lambda: queries.release(self.connection, self.id)) or 0
         if released:
             logger.warning("worker=%s put %d unfinished job(s) back to READY", self.id, released)
         self._db(lambda: queries.mark_worker_stopped(self.connection, self.id))
-        self._restore_signal_handlers()
-        connections.close_all()
+        self._each_step(self._restore_signal_handlers, "restoring signal handlers")
+        self._each_step(connections.close_all, "closing connections")
         logger.info("worker=%s stopped processed=%d", self.id, self.processed)
+
+    def _each_step(self, step: Callable[[], object], what: str) -> None:
+        try:
+            step()
+        except Exception:
+            logger.exception("worker=%s failed while %s; going on with the shutdown", self.id, what)
 
     # One turn of the loop
 
@@ -271,7 +289,13 @@ class Worker:
         return self.more_ready or self.notified or now >= self.timers.next_poll
 
     def _claim_limit(self) -> int:
-        """How many jobs to claim now: room in the pool, in sizable batches."""
+        """How many jobs to claim now: room in the pool, in sizable batches.
+
+        While a suspect may be waiting, nothing until the worker holds nothing,
+        then that one job alone (see ``queries.claim``).
+        """
+        if self.suspects_waiting:
+            return 0 if self.pool.holding() or self.finished else 1
         self.pool.capacity = 1 + self.pace.ahead()
         room = min(self.pool.free_slots(), self.config.MAX_BATCH)
         if room <= 0:
@@ -282,7 +306,13 @@ class Worker:
 
     def _drained(self) -> bool:
         """Burst mode: nothing running or unwritten, and the last claim came back short."""
-        return not (self.pool.holding() or self.finished or self.more_ready or self.database_down)
+        return not (
+            self.pool.holding()
+            or self.finished
+            or self.more_ready
+            or self.suspects_waiting
+            or self.database_down
+        )
 
     def _wait_timeout(self) -> float:
         now = time.monotonic()
@@ -320,6 +350,7 @@ class Worker:
         stay in ``self.finished`` and are written when it is back.
         """
         limit = self._claim_limit() if claim else 0
+        solo = bool(limit) and self.suspects_waiting
         outcomes = list(self.finished) if self._outcomes_due() else []
         if not outcomes and not limit:
             return
@@ -339,28 +370,100 @@ class Worker:
                 written = self._write_outcomes(outcomes)
                 claimed = (
                     queries.claim(
-                        self.connection, self.settings.queues, limit, self.id, self.config.LEASE
+                        self.connection,
+                        self.settings.queues,
+                        limit,
+                        self.id,
+                        self.config.LEASE,
+                        suspects=solo,
                     )
                     if limit
                     else []
                 )
             return written, claimed
 
-        result = self._db(write_and_claim)
+        try:
+            result = self._db(write_and_claim, raise_refusal=True)
+        except DatabaseError as refusal:
+            self._refused(outcomes, limit, refusal)
+            return
         if result is None:
             return
         written, claimed = result
-        del self.finished[: len(outcomes)]
-        if outcomes:
-            self.finished_since = None
-        for item, status in written:
-            self._after_write(item, status)
+        self._written(len(outcomes), written)
         if limit:
             self.notified = False
-            self.more_ready = len(claimed) == limit
+            if solo:
+                self.suspects_waiting = bool(claimed)  # one at a time, until none is left
+                self.more_ready = True
+            else:
+                self.more_ready = len(claimed) == limit
             if not self.more_ready:
                 self.timers.next_poll = time.monotonic() + self.config.POLL_INTERVAL
             self._start(claimed)
+
+    def _written(self, count: int, written: list[tuple[Finished, str | None]]) -> None:
+        """The first ``count`` unwritten outcomes are in the table now: forget them."""
+        del self.finished[:count]
+        if count:
+            self.finished_since = None
+        for item, status in written:
+            self._after_write(item, status)
+
+    def _refused(self, outcomes: list[Finished], limit: int, refusal: DatabaseError) -> None:
+        """The database refused the turn's statements (not an outage): find out why.
+
+        Each outcome is then written on its own. One the database refuses is
+        replaced by a failed attempt that says why (and, if even that is
+        refused, by one holding no text of the job's), so the refusal ends
+        the job that caused it and no other. A claim refused on its own is
+        logged and tried again after the poll interval, never in a tight loop.
+        """
+        logger.error(
+            "worker=%s the database refused this turn's writes (%s: %s); writing %d "
+            "outcome(s) one by one",
+            self.id,
+            type(refusal).__name__,
+            _first_line(refusal),
+            len(outcomes),
+        )
+        if not outcomes:
+            self.more_ready = False
+            self.timers.next_poll = time.monotonic() + max(self.config.POLL_INTERVAL, 1.0)
+            return
+        for done, item in enumerate(outcomes):
+            status = self._write_alone(item)
+            if status is _OUTAGE:
+                del self.finished[:done]
+                return
+            self._written(0, [(item, status)] if status is not _DROPPED else [])
+        del self.finished[: len(outcomes)]
+        self.finished_since = None
+
+    def _write_alone(self, item: Finished) -> Any:
+        """Write one outcome by itself; on refusal, write a failure that says why."""
+        for attempt in range(3):
+            try:
+                written = self._db(functools.partial(self._write_outcomes, [item]), True)
+            except DatabaseError as refusal:
+                logger.error(
+                    "job=%s task=%s the database refused its outcome (%s: %s)",
+                    item.job.id,
+                    item.job.task_path,
+                    type(refusal).__name__,
+                    _first_line(refusal),
+                )
+                item = Finished(item.job, _refused_outcome(item, refusal, plain=attempt > 0))
+                continue
+            if written is None:
+                return _OUTAGE
+            return written[0][1]
+        logger.error(
+            "job=%s the database refused even a plain failure; it is released at the next "
+            "heartbeat",
+            item.job.id,
+        )
+        return _DROPPED
 
     def _outcomes_due(self) -> bool:
         """Whether to write the finished outcomes now, or let more join the batch.
@@ -381,15 +484,23 @@ class Worker:
         )
 
     def _start(self, jobs: list[ClaimedJob]) -> None:
-        """Hand freshly claimed jobs to the pool; fail unregistered ones at once."""
+        """Hand freshly claimed jobs to the pool; fail at once those that cannot run."""
         runnable = []
         for job in jobs:
+            error = None
             if registry.lookup(job.task_path) is None:
                 # Never imported, never run: the row is failed for good, the worker goes on.
-                message = registry.not_registered_message(job.task_path)
-                outcome = Outcome(
-                    job_id=job.id, succeeded=False, error=error_entry(TaskNotRegistered, message)
+                error = error_entry(
+                    TaskNotRegistered, registry.not_registered_message(job.task_path)
                 )
+            elif job.undecodable:
+                error = error_entry(
+                    ArgumentNotSerializable,
+                    f"The job's arguments in the table could not be decoded ({job.undecodable}); "
+                    "it was never run.",
+                )
+            if error is not None:
+                outcome = Outcome(job_id=job.id, succeeded=False, error=error)
                 self.finished.append(Finished(job, outcome))
                 continue
             self._send_signal(task_started, job, TaskResultStatus.RUNNING)
@@ -497,10 +608,10 @@ class Worker:
                     traceback=outcome.error.get("traceback", ""),
                 )
                 object.__setattr__(result, "errors", [error])
-            elif outcome.succeeded:
+        try:
+            if outcome is not None and outcome.succeeded:
                 value = json.loads(outcome.return_value_json)
                 object.__setattr__(result, "_return_value", value)
-        try:
             signal_.send(type(self.backend), task_result=result)
         except Exception:
             # A receiver's bug must not stop the worker; the job's outcome stands.
@@ -518,11 +629,13 @@ class Worker:
             logger.warning(
                 "worker=%s put back %d job(s) it had claimed but lost track of", self.id, orphans
             )
+        deaths = max(self.config.MAX_CRASHES, 2)
         poison = error_entry(
             PoisonJob,
-            f"This job's runs ended with their worker dying {self.config.MAX_CRASHES} times "
-            "in a row (killed, out of memory, or stopped heartbeating), so it is FAILED as "
-            "poison instead of being run again. Check the workers' logs and memory use.",
+            f"This job's runs ended with their worker dying {deaths} times in a row "
+            f"(killed, out of memory, or stopped heartbeating); the last {deaths - 1} "
+            "time(s) it was the only job that worker held. So it is FAILED as poison "
+            "instead of being run again. Check the workers' logs and memory use.",
         )
         rescued = self._db(
             lambda: queries.rescue_expired(self.connection, self.config.MAX_CRASHES, poison)
@@ -530,22 +643,37 @@ class Worker:
         for job_id, task_path, status in rescued or []:
             logger.warning(
                 "job=%s task=%s outcome=RESCUED status=%s reason=lease expired (its worker "
-                "died or froze)",
+                "died or froze)%s",
                 job_id,
                 task_path,
                 status,
+                "; it runs alone next, to tell whether it is the cause"
+                if status == "READY"
+                else "",
             )
+        waiting = self._db(lambda: queries.suspect_waiting(self.connection, self.settings.queues))
+        self.suspects_waiting = bool(waiting)
         if now >= self.timers.cleanup:
             self.timers.cleanup = now + WORKER_CLEANUP_INTERVAL
             self._db(
                 lambda: queries.delete_dead_workers(self.connection, self.config.WORKER_RETENTION)
             )
 
-    def _db(self, operation: Callable[[], T]) -> T | None:
-        """Run a database operation; on a lost connection log, back off and return None."""
+    def _db(self, operation: Callable[[], T], raise_refusal: bool = False) -> T | None:
+        """Run a database operation; on an outage log, back off and return None.
+
+        A refusal (see ``outages.py``) is no outage: retrying the same work
+        cannot help. It is raised if ``raise_refusal`` (the caller finds the
+        job that caused it), else logged with its traceback, and None returned.
+        """
         try:
             result = operation()
-        except CONNECTION_ERRORS as error:
+        except DatabaseError as error:
+            if not is_outage(error, self.connection):
+                if raise_refusal:
+                    raise
+                logger.exception("worker=%s the database refused a statement", self.id)
+                return None
             backoff = min(max(self.timers.db_backoff * 2, 0.5), 10.0)
             if not self.timers.db_backoff:
                 logger.error(
@@ -609,3 +737,42 @@ class Worker:
             self.grace_period,
             self.pool.holding(),
         )
+
+
+#: What ``Worker._write_alone`` returns when the write must wait for the database,
+#: and when it was given up (the job stays RUNNING until it is released).
+_OUTAGE = object()
+_DROPPED = object()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _refused_outcome(item: Finished, refusal: DatabaseError, plain: bool) -> Outcome:
+    """A failed attempt in place of an outcome the database refused to store.
+
+    ``plain`` leaves out every word of the job's own (its error text may be
+    what the database refused): only the refusal's class and SQLSTATE remain.
+    """
+    from .outages import sqlstate
+
+    if plain:
+        text = (
+            f"The database refused to store this attempt's outcome ({type(refusal).__name__}, "
+            f"SQLSTATE {sqlstate(refusal) or 'unknown'})."
+        )
+    else:
+        text = (
+            "The database refused to store this attempt's outcome: "
+            f"{type(refusal).__name__}: {str(refusal).strip()}"
+        )
+    error = error_entry(type(refusal), text)
+    return Outcome(
+        job_id=item.job.id,
+        succeeded=False,
+        error=error,
+        duration=item.outcome.duration,
+        finished_at=item.outcome.finished_at,
+    )

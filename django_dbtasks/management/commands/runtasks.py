@@ -80,6 +80,24 @@ class Command(BaseCommand):
             help="Development: restart the worker when a Python file of the project "
             "changes (Django's autoreloader, as runserver). Running jobs finish first.",
         )
+        parser.add_argument(
+            "--max-tasks-per-child",
+            type=positive_int,
+            default=None,
+            metavar="N",
+            help="Replace a pool process with a fresh one after it has run N jobs (as "
+            "Celery's option of that name): a leak in task code cannot grow for ever. "
+            "Default: never.",
+        )
+        parser.add_argument(
+            "--max-memory-per-child",
+            type=positive_int,
+            default=None,
+            metavar="KB",
+            help="Replace a pool process after the job during which its peak resident "
+            "memory passed KB kilobytes (as Celery's option of that name). A running job "
+            "is never stopped for it. Default: never.",
+        )
         add_backend_argument(parser)
         parser.add_argument(
             "--grace-period",
@@ -102,6 +120,8 @@ class Command(BaseCommand):
                 burst=options["burst"],
                 grace_period=options["grace_period"],
                 scheduler=options["scheduler"],
+                max_tasks_per_child=options["max_tasks_per_child"],
+                max_memory_per_child=options["max_memory_per_child"],
             ),
         )
         try:
