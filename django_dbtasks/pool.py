@@ -342,6 +342,8 @@ class Pool:
             if sentinel_ready and not child.process.is_alive():
                 finished.extend(self._crashed(child))
         finished.extend(self._enforce_timeouts())
+        if self.backlog and not self.stopping.is_set():
+            self.submit([])  # a replaced child's unstarted jobs go to whoever has room
         return finished, ready_extra
 
     def _forget(self, child: _Child) -> None:

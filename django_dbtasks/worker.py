@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from django.db import DatabaseError, InterfaceError, OperationalError, connections, transaction
 from django.utils.crypto import get_random_string
 
-from . import queries, registry
+from . import execution, queries, registry
 from .backend import DatabaseBackend
 from .base import DbTaskResult
 from .compat import TaskError, TaskResultStatus, task_finished, task_started
@@ -503,7 +503,12 @@ class Worker:
                 outcome = Outcome(job_id=job.id, succeeded=False, error=error)
                 self.finished.append(Finished(job, outcome))
                 continue
-            self._send_signal(task_started, job, TaskResultStatus.RUNNING)
+            try:
+                self._send_signal(task_started, job, TaskResultStatus.RUNNING)
+            except Exception as exc:  # the framework cannot build its TaskResult (deep args)
+                failure = execution.failed(job.id, exc, "The job's TaskResult could not be built")
+                self.finished.append(Finished(job, failure))
+                continue
             runnable.append(job)
         self.pool.submit(runnable)
 
@@ -597,7 +602,13 @@ class Worker:
             task = registry.lookup(job.task_path)
             if task is None:
                 return
-            result = running_result(task, job)
+            try:
+                result = running_result(task, job)
+            except Exception:
+                if outcome is None:
+                    raise  # task_started: ``_start`` fails the job
+                logger.exception("job=%s no TaskResult for task_finished", job.id)
+                return
         if outcome is None:
             self._in_flight[job.id] = result
         else:

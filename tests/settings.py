@@ -55,6 +55,8 @@ TASKS = {
             "POLL_INTERVAL": 0.05,
             "HEARTBEAT_INTERVAL": float(os.environ.get("DBTASKS_TEST_HEARTBEAT", "0.5")),
             "LEASE": float(os.environ.get("DBTASKS_TEST_LEASE", "3")),
+            # Big batches on demand: a test puts a hostile job in one claim with many.
+            "PREFETCH_SECONDS": float(os.environ.get("DBTASKS_TEST_PREFETCH", "0.05")),
         },
     }
 }

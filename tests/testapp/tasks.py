@@ -192,3 +192,94 @@ def calls_an_api(user_id, api_key, retries=1):
 @task(sensitive=True)
 def all_secret(token):
     return None
+
+
+# Hostile jobs: each must end only itself (see test_containment.py and test_chaos.py).
+
+
+@task()
+def returns_nul():
+    """PostgreSQL's jsonb cannot store U+0000."""
+    return "a\u0000b"
+
+
+@task()
+def raises_nul():
+    raise ValueError("bad\u0000value")
+
+
+@task()
+def returns_surrogate():
+    """Not UTF-8: a lone surrogate."""
+    return "x\ud800y"
+
+
+@task()
+def returns_too_much():
+    """Over the MAX_RESULT_BYTES option (1 MiB by default)."""
+    return "x" * (2 * 1024 * 1024)
+
+
+@task()
+def returns_refused(value):
+    """Returns a value the test makes the database refuse (a trigger on the job table)."""
+    return value
+
+
+@task()
+def forks():
+    """The forked copy returns from the task too, in the pool process's loop."""
+    child = os.fork()
+    return child
+
+
+@task()
+def raises_system_exit():
+    raise SystemExit(3)
+
+
+@task()
+def raises_keyboard_interrupt():
+    raise KeyboardInterrupt
+
+
+class Stop(BaseException):
+    """Task code's own BaseException."""
+
+
+@task()
+def raises_base_exception():
+    raise Stop("stop here")
+
+
+class Unpicklable(Exception):
+    def __reduce__(self):
+        raise TypeError("this exception refuses to be pickled")
+
+
+@task()
+def raises_unpicklable():
+    raise Unpicklable("cannot cross a pipe")
+
+
+@task()
+def takes_anything(*args, **kwargs):
+    return len(args) + len(kwargs)
+
+
+@task()
+def kills_its_group():
+    """Like a supervisor's SIGKILL of the whole group, from the inside."""
+    os.killpg(os.getpgid(0), signal.SIGKILL)
+    time.sleep(5)
+
+
+@task()
+def crashes_after(seconds):
+    time.sleep(seconds)
+    os._exit(1)
+
+
+@task()
+def pid_of_pool_process():
+    return os.getpid()
