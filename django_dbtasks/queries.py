@@ -23,6 +23,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
 
 from .models import Job, Worker
+from .serialization import MAX_NESTING, deeper_than
 
 JOB = Job._meta.db_table
 WORKER = Worker._meta.db_table
@@ -165,15 +166,29 @@ CLAIM_COLUMNS = (
 )
 
 
-def _claimed(row: Any) -> ClaimedJob:
-    """One claimed row as a ``ClaimedJob``; arguments that cannot be decoded (nested
-    past Python's recursion limit, say) make that job fail, not the whole claim."""
-    undecodable = ""
+def _arguments(args: Any, kwargs: Any) -> tuple[list[Any], dict[str, Any], str]:
+    """A row's args and kwargs, decoded, and why they cannot be run ("" if they can).
+
+    Rows written by ``enqueue()`` are never nested deeper than ``MAX_NESTING``;
+    a row written some other way is held to the same limit here, before its
+    depth can break pickling for a pool process or Django's own TaskResult:
+    that job fails, and the claim of the jobs beside it does not.
+    """
     try:
-        args, kwargs = _json(row[4]), _json(row[5])
+        decoded = _json(args), _json(kwargs)
     except (ValueError, RecursionError) as error:
-        args, kwargs = [], {}
-        undecodable = f"{type(error).__name__}: {error}"
+        return [], {}, f"{type(error).__name__}: {error}"
+    for text, value in zip((args, kwargs), decoded, strict=True):
+        # Each level of nesting costs a bracket: most rows are cleared by one count.
+        if isinstance(text, str) and text.count("[") + text.count("{") > MAX_NESTING:
+            if deeper_than(value, MAX_NESTING):
+                return [], {}, f"nested more than {MAX_NESTING} levels deep"
+    return decoded[0], decoded[1], ""
+
+
+def _claimed(row: Any) -> ClaimedJob:
+    """One claimed row as a ``ClaimedJob`` (see ``_arguments`` for rows it cannot run)."""
+    args, kwargs, undecodable = _arguments(row[4], row[5])
     return ClaimedJob(
         id=row[0],
         task_path=row[1],

@@ -496,8 +496,9 @@ class Worker:
             elif job.undecodable:
                 error = error_entry(
                     ArgumentNotSerializable,
-                    f"The job's arguments in the table could not be decoded ({job.undecodable}); "
-                    "it was never run.",
+                    f"The job's arguments in the table cannot be used ({job.undecodable}), "
+                    "so it was never run. enqueue() refuses such arguments; this row was "
+                    "written some other way.",
                 )
             if error is not None:
                 outcome = Outcome(job_id=job.id, succeeded=False, error=error)
