@@ -25,7 +25,7 @@ from django.utils import timezone
 from django_dbtasks.exceptions import ArgumentNotSerializable
 from django_dbtasks.models import Job, JobStatus
 
-from .conftest import IS_POSTGRES, run_worker
+from .conftest import IS_POSTGRES, run_worker, wait_until
 from .testapp import tasks
 from .testapp.models import Execution
 
@@ -146,6 +146,22 @@ def test_an_outcome_the_database_refuses_fails_only_its_job(database_refuses):
     assert error["exception_class_path"] == database_refuses
     assert "The database refused to store this attempt's outcome" in error["traceback"]
     assert_innocents_ran_once(innocents)
+
+
+def test_shutdown_finishes_even_when_its_last_write_is_refused(database_refuses, start_worker):
+    from django_dbtasks.models import Worker
+
+    result = tasks.sleep_then_return.enqueue(1.5, "refuse-me")
+    worker = start_worker()
+    wait_until(lambda: Job.objects.filter(pk=result.id, status=JobStatus.RUNNING).exists())
+    worker.signal(signal.SIGTERM)  # the outcome arrives during the stop, and is refused
+
+    assert worker.wait(timeout=30) == 0, worker.output()
+    error = the_error(int(result.id))
+    assert error["exception_class_path"] == database_refuses
+    assert not Job.objects.filter(status=JobStatus.RUNNING).exists()
+    assert Worker.objects.get().stopped_at is not None
+    assert "stopped processed=1" in worker.output()
 
 
 # Arguments that enqueue refuses, and rows that did not come through enqueue

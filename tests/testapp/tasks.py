@@ -283,3 +283,9 @@ def crashes_after(seconds):
 @task()
 def pid_of_pool_process():
     return os.getpid()
+
+
+@task()
+def sleep_then_return(seconds, value):
+    time.sleep(seconds)
+    return value
