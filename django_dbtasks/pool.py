@@ -351,23 +351,24 @@ class Pool:
         self._selector.unregister(child.process.sentinel)
 
     def _receive(self, child: _Child) -> list[Finished]:
-        """Read every outcome the child has sent so far."""
+        """Read every message the child has sent so far (all of them: a ``Retiring``
+        after its last outcome must be known before its exit is looked at)."""
         finished = []
         try:
-            while child.jobs and child.has_message():
+            while child.has_message():
                 message = child.conn.recv()
                 if isinstance(message, Retiring):
                     child.retiring = True  # the rest of its jobs go to the backlog
                     continue
-                job = child.jobs.popleft()
-                if getattr(message, "job_id", None) != job.id:
+                expected = child.jobs[0].id if child.jobs else None
+                if getattr(message, "job_id", None) != expected:
                     # Only a bug can cause this; the child is replaced, not trusted.
                     logger.error(
-                        "pool process %s sent %r for job %s", child.process.pid, message, job.id
+                        "pool process %s sent %r for job %s", child.process.pid, message, expected
                     )
-                    child.jobs.appendleft(job)
                     self._kill(child)
                     break
+                job = child.jobs.popleft()
                 if isinstance(message, Skipped):
                     continue  # the worker gives it back when it stops
                 child.started = message.finished_at
@@ -392,6 +393,7 @@ class Pool:
             child.jobs.clear()  # left RUNNING in the table: released at shutdown
             self._forget(child)
             child.conn.close()
+            child.process.join(timeout=1)
             self.children.remove(child)
             return []
         job = child.jobs.popleft()

@@ -30,7 +30,7 @@ from .compat import TaskError, TaskResultStatus, task_finished, task_started
 from .exceptions import ArgumentNotSerializable, PoisonJob, TaskNotRegistered
 from .execution import Outcome, error_entry, running_result
 from .notify import Listener
-from .outages import is_outage
+from .outages import is_outage, sqlstate
 from .pool import Finished, Limits, Pool
 from .queries import ClaimedJob
 from .scheduler import Scheduler
@@ -385,7 +385,7 @@ class Worker:
         try:
             result = self._db(write_and_claim, raise_refusal=True)
         except DatabaseError as refusal:
-            self._refused(outcomes, limit, refusal)
+            self._refused(outcomes, refusal)
             return
         if result is None:
             return
@@ -410,7 +410,7 @@ class Worker:
         for item, status in written:
             self._after_write(item, status)
 
-    def _refused(self, outcomes: list[Finished], limit: int, refusal: DatabaseError) -> None:
+    def _refused(self, outcomes: list[Finished], refusal: DatabaseError) -> None:
         """The database refused the turn's statements (not an outage): find out why.
 
         Each outcome is then written on its own. One the database refuses is
@@ -431,17 +431,21 @@ class Worker:
             self.more_ready = False
             self.timers.next_poll = time.monotonic() + max(self.config.POLL_INTERVAL, 1.0)
             return
+        written: list[tuple[Finished, str | None]] = []
         for done, item in enumerate(outcomes):
-            status = self._write_alone(item)
-            if status is _OUTAGE:
-                del self.finished[:done]
+            result = self._write_alone(item)
+            if result is _OUTAGE:
+                self._written(done, written)  # the rest waits for the database
                 return
-            self._written(0, [(item, status)] if status is not _DROPPED else [])
-        del self.finished[: len(outcomes)]
-        self.finished_since = None
+            if result is not _DROPPED:
+                written.append(result)
+        self._written(len(outcomes), written)
 
     def _write_alone(self, item: Finished) -> Any:
-        """Write one outcome by itself; on refusal, write a failure that says why."""
+        """Write one outcome by itself; on refusal, write a failure that says why.
+
+        Returns ``(outcome written, new status)``, or ``_OUTAGE`` / ``_DROPPED``.
+        """
         for attempt in range(3):
             try:
                 written = self._db(functools.partial(self._write_outcomes, [item]), True)
@@ -457,7 +461,7 @@ class Worker:
                 continue
             if written is None:
                 return _OUTAGE
-            return written[0][1]
+            return written[0]
         logger.error(
             "job=%s the database refused even a plain failure; it is released at the next "
             "heartbeat",
@@ -768,8 +772,6 @@ def _refused_outcome(item: Finished, refusal: DatabaseError, plain: bool) -> Out
     ``plain`` leaves out every word of the job's own (its error text may be
     what the database refused): only the refusal's class and SQLSTATE remain.
     """
-    from .outages import sqlstate
-
     if plain:
         text = (
             f"The database refused to store this attempt's outcome ({type(refusal).__name__}, "
