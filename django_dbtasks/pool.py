@@ -132,12 +132,13 @@ def _child_main(
         # Like a request, each job starts with connections checked (CONN_MAX_AGE,
         # health checks, errors); when the chunk is done they are checked again
         # before the child goes idle.
-        for job_id, packed in pickle.loads(chunk):
+        for item in pickle.loads(chunk):
+            job_id = item[0] if isinstance(item, tuple) else item.id
             if stopping.is_set() or os.getppid() != parent_pid:
                 conn.send(Skipped(job_id))
                 continue
             close_old_connections()
-            outcome = _run_packed(job_id, packed)
+            outcome = _run_packed(*item) if isinstance(item, tuple) else execution.run(item)
             if os.getpid() != my_pid:
                 # The task forked and this is the copy, returning from the task
                 # too: it must neither answer for the job nor take more work.
@@ -159,9 +160,25 @@ def _run_packed(job_id: int, packed: bytes) -> Outcome:
     return execution.run(job)
 
 
-def pack(job: ClaimedJob) -> bytes:
-    """One job as the bytes a child unpacks (each job apart, so one bad job fails alone)."""
-    return pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
+def pack(jobs: list[ClaimedJob]) -> tuple[bytes, list[tuple[ClaimedJob, BaseException]]]:
+    """A chunk as the message a child reads, and the jobs that could not be packed.
+
+    One pickle for the chunk (packing each job apart costs three times as
+    much); only if that fails is each job packed alone, as ``(id, bytes)``,
+    so that the one that cannot be (nested too deep, say) fails by itself.
+    """
+    try:
+        return pickle.dumps(jobs, protocol=pickle.HIGHEST_PROTOCOL), []
+    except Exception:
+        pass  # the job at fault is found one by one below
+    items: list[tuple[int, bytes]] = []
+    failed: list[tuple[ClaimedJob, BaseException]] = []
+    for job in jobs:
+        try:
+            items.append((job.id, pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)))
+        except Exception as exc:  # RecursionError, say: this job's alone
+            failed.append((job, exc))
+    return pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL), failed
 
 
 @dataclass(eq=False)
@@ -280,23 +297,18 @@ class Pool:
             room = self.capacity - len(child.jobs)
             if not queue or room <= 0 or child.retiring:
                 continue
-            chunk: list[ClaimedJob] = []
-            packed: list[tuple[int, bytes]] = []
-            while queue and len(chunk) < room:
-                job = queue.popleft()
-                try:
-                    packed.append((job.id, pack(job)))
-                except BaseException as exc:  # RecursionError, say: this job's alone
-                    self.undeliverable.append(self._undeliverable(job, exc))
-                    continue
-                chunk.append(job)
+            chunk = [queue.popleft() for _ in range(min(room, len(queue)))]
+            message, failed = pack(chunk)
+            for job, exc in failed:
+                chunk.remove(job)
+                self.undeliverable.append(self._undeliverable(job, exc))
             if not chunk:
                 continue
             if not child.jobs:
                 child.started = time.monotonic()
             child.jobs.extend(chunk)
             try:
-                child.conn.send_bytes(pickle.dumps(packed, protocol=pickle.HIGHEST_PROTOCOL))
+                child.conn.send_bytes(message)
             except OSError:
                 pass  # the child died: its sentinel reports it, its jobs go to the backlog
         self.backlog.extend(queue)

@@ -179,8 +179,12 @@ def _arguments(args: Any, kwargs: Any) -> tuple[list[Any], dict[str, Any], str]:
     except (ValueError, RecursionError) as error:
         return [], {}, f"{type(error).__name__}: {error}"
     for text, value in zip((args, kwargs), decoded, strict=True):
-        # Each level of nesting costs a bracket: most rows are cleared by one count.
-        if isinstance(text, str) and text.count("[") + text.count("{") > MAX_NESTING:
+        # Each level of nesting costs a bracket: most rows are cleared by their length.
+        if (
+            isinstance(text, str)
+            and len(text) > MAX_NESTING
+            and text.count("[") + text.count("{") > MAX_NESTING
+        ):
             if deeper_than(value, MAX_NESTING):
                 return [], {}, f"nested more than {MAX_NESTING} levels deep"
     return decoded[0], decoded[1], ""

@@ -221,6 +221,21 @@ def test_a_row_nested_too_deep_for_python_fails_alone(depth):
     assert_innocents_ran_once(innocents)
 
 
+def test_a_job_that_cannot_be_packed_for_a_pool_process_fails_alone():
+    """Defence in depth behind the nesting limit: ``pack()`` fails only the job at fault."""
+    import pickle
+
+    from django_dbtasks.pool import pack
+    from django_dbtasks.queries import ClaimedJob
+
+    def job(job_id: int, args: list) -> ClaimedJob:
+        return ClaimedJob(job_id, "t", "default", 0, args, {}, 1, 1, "token", None, None, [])
+
+    message, failed = pack([job(1, []), job(2, nested(100_000)), job(3, ["ok"])])
+    assert [(bad.id, type(error)) for bad, error in failed] == [(2, RecursionError)]
+    assert [item[0] for item in pickle.loads(message)] == [1, 3]
+
+
 # What a task does to its own process
 
 
