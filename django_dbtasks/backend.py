@@ -7,7 +7,10 @@ and no worker can see the row before it commits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 from django.apps import apps
@@ -21,6 +24,7 @@ from . import queries, registry
 from .base import DbTask, DbTaskResult
 from .compat import (
     BaseTaskBackend,
+    InvalidTask,
     Task,
     TaskError,
     TaskResultDoesNotExist,
@@ -43,6 +47,37 @@ _RESULT_STATUS = {
     # and its errors say JobCancelled.
     "CANCELLED": TaskResultStatus.FAILED,
 }
+
+
+@functools.lru_cache(maxsize=1024)
+def _call_signature(func: Callable[..., Any], takes_context: bool) -> inspect.Signature | None:
+    """The signature a call to the task must fit: without its context parameter, if any."""
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return None  # a callable Python cannot describe: the worker will tell
+    if takes_context:
+        signature = signature.replace(parameters=list(signature.parameters.values())[1:])
+    return signature
+
+
+def check_call(task: Task, args: list[Any], kwargs: dict[str, Any]) -> None:
+    """Raise ``TypeError`` if the task function cannot take these arguments.
+
+    As Celery's call-time check does: a call that can never succeed is
+    refused at ``enqueue()``, before a row is written, instead of burning
+    every attempt in a worker.
+    """
+    signature = _call_signature(task.func, task.takes_context)
+    if signature is None:
+        return
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as error:
+        raise TypeError(
+            f"Cannot enqueue {task.module_path}: {error}; the task is "
+            f"{task.func.__name__}{signature}."
+        ) from None
 
 
 class DatabaseBackend(BaseTaskBackend):
@@ -101,6 +136,12 @@ class DatabaseBackend(BaseTaskBackend):
     def validate_task(self, task: Task) -> None:
         """Django's checks, done once per distinct task variant (they inspect the function)."""
         self.config  # noqa: B018 - raises the configuration error, if any, first
+        if task.run_after is not None and not isinstance(task.run_after, datetime):
+            raise InvalidTask(
+                f"run_after must be an aware datetime, not a {type(task.run_after).__name__}; "
+                'for "in ten minutes" write .using(run_after=timezone.now() + '
+                "timedelta(minutes=10)) (django.utils.timezone)."
+            )
         aware = task.run_after is None or timezone.is_aware(task.run_after)
         variant = (task.func, task.takes_context, task.priority, task.queue_name, aware)
         if (variant, settings.USE_TZ) not in self._validated:
@@ -144,6 +185,7 @@ class DatabaseBackend(BaseTaskBackend):
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> DbTaskResult:
         self.validate_task(task)
         args = list(args)
+        check_call(task, args, kwargs)
         if self._is_unique(task):
             job = self._new_job(task, args, kwargs)
             existing = self._insert_unique(job)
@@ -191,6 +233,8 @@ class DatabaseBackend(BaseTaskBackend):
         """Insert one job per ``(args, kwargs)``, 1,000 per INSERT, in one transaction."""
         self.validate_task(task)
         pairs = [(list(args), dict(kwargs)) for args, kwargs in calls]
+        for args, kwargs in pairs:
+            check_call(task, args, kwargs)
         if self._is_unique(task):
             # Each unique job may turn out to be a duplicate: one by one, one transaction.
             with transaction.atomic(using=self.database):

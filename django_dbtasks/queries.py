@@ -47,9 +47,10 @@ class ClaimedJob:
     enqueued_at: datetime | None
     started_at: datetime | None
     worker_ids: list[str]
-    #: Why the row's args or kwargs could not be decoded ("" when they were): such a
-    #: job fails at once instead of breaking the claim of the jobs beside it.
-    undecodable: str = ""
+    #: Why the row cannot be run ("" when it can): arguments that cannot be decoded or
+    #: nest too deep, or a malformed row (written by SQL, or by a buggy release). Such
+    #: a job fails at once instead of breaking the claim of the jobs beside it.
+    unrunnable: str = ""
 
 
 class Dialect:
@@ -70,10 +71,16 @@ class Dialect:
         return float(value) if self.postgres else f"{float(value):+.3f} seconds"
 
     def append_json(self, column: str) -> str:
-        """SQL appending one JSON value (given as a text parameter) to a JSON array."""
+        """SQL appending one JSON value (given as a text parameter) to a JSON array.
+
+        A column that is not an array (a row written by SQL or a buggy release)
+        starts a new one, so the history we write is never lost in it.
+        """
         if self.postgres:
-            return f"{column} || jsonb_build_array(%s::jsonb)"
-        return f"json_insert({column}, '$[#]', json(%s))"
+            array = f"CASE WHEN jsonb_typeof({column}) = 'array' THEN {column} ELSE '[]' END"
+            return f"({array}) || jsonb_build_array(%s::jsonb)"
+        array = f"CASE WHEN json_type({column}) = 'array' THEN {column} ELSE '[]' END"
+        return f"json_insert({array}, '$[#]', json(%s))"
 
     def new_token(self) -> str:
         if self.postgres:
@@ -178,6 +185,15 @@ def _arguments(args: Any, kwargs: Any) -> tuple[list[Any], dict[str, Any], str]:
         decoded = _json(args), _json(kwargs)
     except (ValueError, RecursionError) as error:
         return [], {}, f"{type(error).__name__}: {error}"
+    if not isinstance(decoded[0], list) or not isinstance(decoded[1], dict):
+        return (
+            [],
+            {},
+            (
+                f"a malformed row: args must be a JSON array and kwargs a JSON object, "
+                f"not {_json_kind(decoded[0])} and {_json_kind(decoded[1])}"
+            ),
+        )
     for text, value in zip((args, kwargs), decoded, strict=True):
         # Each level of nesting costs a bracket: most rows are cleared by their length.
         if (
@@ -190,9 +206,23 @@ def _arguments(args: Any, kwargs: Any) -> tuple[list[Any], dict[str, Any], str]:
     return decoded[0], decoded[1], ""
 
 
+def _json_kind(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    return names.get(type(value), "a number")
+
+
 def _claimed(row: Any) -> ClaimedJob:
     """One claimed row as a ``ClaimedJob`` (see ``_arguments`` for rows it cannot run)."""
-    args, kwargs, undecodable = _arguments(row[4], row[5])
+    args, kwargs, unrunnable = _arguments(row[4], row[5])
+    try:
+        worker_ids = _json(row[11])
+    except ValueError:
+        worker_ids = None
+    if not isinstance(worker_ids, list):
+        unrunnable = unrunnable or f"a malformed row: worker_ids is {_json_kind(worker_ids)}"
+        worker_ids = []
     return ClaimedJob(
         id=row[0],
         task_path=row[1],
@@ -205,8 +235,8 @@ def _claimed(row: Any) -> ClaimedJob:
         lease_token=_token(row[8]),
         enqueued_at=_when(row[9]),
         started_at=_when(row[10]),
-        worker_ids=_json(row[11]),
-        undecodable=undecodable,
+        worker_ids=worker_ids,
+        unrunnable=unrunnable,
     )
 
 

@@ -15,6 +15,9 @@ Return values are held to the same rules in the pool process, and to the
 from __future__ import annotations
 
 import json
+import math
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 from django.db.models import Model
@@ -34,6 +37,16 @@ def _describe(value: Any) -> str:
     return f"{kind.__qualname__} ({kind.__module__}.{kind.__qualname__})"
 
 
+def _what(value: Any) -> str:
+    """A value JSON cannot hold, in words: its type, or why a number does not fit."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        digits = int(value.bit_length() * math.log10(2)) + 1
+        return f"an integer of about {digits:,} digits"
+    if isinstance(value, float):
+        return f"the float {value!r}"
+    return f"a {_describe(value)}"
+
+
 def _advice(value: Any) -> str:
     if isinstance(value, Model):
         return (
@@ -42,29 +55,34 @@ def _advice(value: Any) -> str:
         )
     if isinstance(value, set | frozenset):
         return "pass a list instead"
+    if isinstance(value, float):
+        return "NaN and infinity are not JSON; pass None, or the number as a string"
     return (
         "pass plain JSON data instead (str, int, float, bool, None, list, dict); "
         "for a model instance pass its primary key"
     )
 
 
-def _find_offender(value: Any) -> Any:
-    """Return the innermost value JSON cannot encode (the one worth naming)."""
-    if isinstance(value, dict):
-        for item in value.values():
-            if _find_offender(item) is not None:
-                return _find_offender(item)
-        return None
-    if isinstance(value, list | tuple):
-        for item in value:
-            if _find_offender(item) is not None:
-                return _find_offender(item)
-        return None
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError):
-        return value
-    return None
+def _walk(value: Any) -> Iterator[tuple[str, Any, int, bool]]:
+    """Every value inside ``value``, and every dict key, as ``(where, item, depth, is_key)``.
+
+    ``where`` is a subscript path such as ``[0]['name']`` (empty for the value
+    itself); depth-first, in order. Iterative, so that deep nesting is
+    reported rather than hit.
+    """
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        yield path, item, depth, False
+        if isinstance(item, dict):
+            for key in item:
+                yield path, key, depth, True
+            entries = list(item.items())
+        elif isinstance(item, list | tuple):
+            entries = list(enumerate(item))
+        else:
+            continue
+        stack.extend((child, f"{path}[{key!r}]", depth + 1) for key, child in reversed(entries))
 
 
 def _bad_text(text: str) -> str | None:
@@ -93,71 +111,54 @@ def _may_be_unstorable(encoded: str) -> bool:
 
 
 def find_unstorable(value: Any) -> tuple[str, str] | None:
-    """``(where, what)`` of the first text or nesting the database cannot store.
-
-    ``where`` is a subscript path such as ``[0]['name']`` (empty for the
-    value itself). Iterative, so that deep nesting is reported, not hit.
-    """
-    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
-    while stack:
-        item, path, depth = stack.pop()
+    """``(where, what)`` of the first text or nesting the database cannot store."""
+    for path, item, depth, is_key in _walk(value):
         if isinstance(item, str):
             problem = _bad_text(item)
             if problem:
-                return path, problem
-        elif isinstance(item, dict | list | tuple):
-            if depth >= MAX_NESTING:
-                return path, f"lists or dicts nested more than {MAX_NESTING} levels deep"
-            if isinstance(item, dict):
-                entries = list(item.items())
-                for key, _ in entries:
-                    problem = _bad_text(key) if isinstance(key, str) else None
-                    if problem:
-                        return f"{path} (a key)", problem
-            else:
-                entries = list(enumerate(item))
-            for key, child in reversed(entries):
-                stack.append((child, f"{path}[{key!r}]", depth + 1))
+                return (f"{path} (a key)" if is_key else path), problem
+        elif isinstance(item, dict | list | tuple) and depth >= MAX_NESTING:
+            return path, f"lists or dicts nested more than {MAX_NESTING} levels deep"
+    return None
+
+
+def _non_text_key(value: Any) -> tuple[str, Any] | None:
+    """``(where, key)`` of the first dict key that is not a str."""
+    for path, item, _, is_key in _walk(value):
+        if is_key and not isinstance(item, str):
+            return path, item
+    return None
+
+
+def _find_offender(value: Any) -> tuple[str, Any, bool] | None:
+    """``(where, value, is_key)`` of the first value or dict key JSON cannot encode."""
+    for path, item, _, is_key in _walk(value):
+        if is_key:
+            if not isinstance(item, str | int | float | bool | None):
+                return path, item, True
+            continue
+        if isinstance(item, dict | list | tuple):
+            continue
+        try:
+            _encode(item)
+        except (TypeError, ValueError):
+            return path, item, False
     return None
 
 
 def deeper_than(value: Any, limit: int) -> bool:
-    """Whether lists and dicts nest more than ``limit`` levels deep in ``value`` (iterative)."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list | tuple):
-            if depth >= limit:
-                return True
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
-    return False
+    """Whether lists and dicts nest more than ``limit`` levels deep in ``value``."""
+    return any(
+        depth >= limit and isinstance(item, dict | list | tuple)
+        for _, item, depth, _ in _walk(value)
+    )
 
 
-def encode_arguments(task_path: str, args: list[Any], kwargs: dict[str, Any]) -> tuple[str, str]:
-    """Return args and kwargs as JSON text, or raise ``ArgumentNotSerializable``."""
-    try:
-        encoded = _encode(args), _encode(kwargs)
-    except (TypeError, ValueError, RecursionError):
-        check_arguments(task_path, args, kwargs)
-        raise  # pragma: no cover - check_arguments names the culprit first
-    if _may_be_unstorable(encoded[0]) or _may_be_unstorable(encoded[1]):
-        _check_storable(task_path, args, kwargs)
-    return encoded
-
-
-def _labelled(args: tuple | list, kwargs: dict[str, Any]) -> list[tuple[str, Any]]:
-    labelled = [(f"positional argument {i}", v) for i, v in enumerate(args)]
-    return labelled + [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
-
-
-def _check_storable(task_path: str, args: tuple | list, kwargs: dict[str, Any]) -> None:
-    for label, value in _labelled(args, kwargs):
-        found = find_unstorable(value)
-        if found is None:
-            continue
+def _problem(value: Any) -> str | None:
+    """Why ``value`` cannot be a task argument (a sentence's end), or None."""
+    found = find_unstorable(value)
+    if found is not None:
         where, problem = found
-        place = f"{label}{' at ' + where if where else ''}"
         if problem.startswith("lists"):
             advice = (
                 "pass a flatter structure, or store the data (a model, a file) and pass its key"
@@ -168,22 +169,62 @@ def _check_storable(task_path: str, args: tuple | list, kwargs: dict[str, Any]) 
                 "to the same rule so that a job means the same on both); remove it, or "
                 "pass the text encoded (for example with base64)"
             )
-        raise ArgumentNotSerializable(
-            f"Cannot enqueue {task_path}: {place} has {problem}; {advice}."
+        return f"{_at(where)}has {problem}; {advice}"
+    key = _non_text_key(value)
+    if key is not None:
+        where, name = key
+        return (
+            f"{_at(where)}has the dict key {name!r} (of type {type(name).__name__}): JSON "
+            "object keys are text, so the task would receive something other than what was "
+            "sent; use str keys"
         )
+    offender = _find_offender(value)
+    if offender is None:
+        return None
+    where, item, _ = offender
+    if isinstance(item, int) and not isinstance(item, bool):
+        return (
+            f"{_at(where)}is {_what(item)}, too large to store: JSON text holds integers of "
+            f"at most {sys.get_int_max_str_digits()} digits here; pass it as a string"
+        )
+    return (
+        f"{_at(where)}is {_what(item)}, which is not JSON serialisable. Task arguments "
+        f"are stored as JSON; {_advice(item)}"
+    )
+
+
+def _at(where: str) -> str:
+    return f"at {where} " if where else ""
+
+
+def _labelled(args: tuple | list, kwargs: dict[str, Any]) -> list[tuple[str, Any]]:
+    labelled = [(f"positional argument {i}", v) for i, v in enumerate(args)]
+    return labelled + [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
 
 
 def check_arguments(task_path: str, args: tuple | list, kwargs: dict[str, Any]) -> None:
-    """Raise ``ArgumentNotSerializable`` naming the first argument JSON cannot store."""
-    _check_storable(task_path, args, kwargs)  # first: deep nesting would break the search
+    """Raise ``ArgumentNotSerializable`` naming the first argument JSON cannot store as sent."""
     for label, value in _labelled(args, kwargs):
-        offender = _find_offender(value)
-        if offender is not None:
-            raise ArgumentNotSerializable(
-                f"Cannot enqueue {task_path}: {label} is a {_describe(offender)}, which is "
-                f"not JSON serialisable. Task arguments are stored as JSON; "
-                f"{_advice(offender)}."
-            )
+        problem = _problem(value)
+        if problem is not None:
+            raise ArgumentNotSerializable(f"Cannot enqueue {task_path}: {label} {problem}.")
+
+
+def encode_arguments(task_path: str, args: list[Any], kwargs: dict[str, Any]) -> tuple[str, str]:
+    """Return args and kwargs as JSON text, or raise ``ArgumentNotSerializable``.
+
+    The encoder itself catches most mistakes; the precise walk runs only when
+    the text shows a sign of what it lets through (a dict, whose keys it
+    turns into text; an escape; deep brackets).
+    """
+    try:
+        encoded = _encode(args), _encode(kwargs)
+    except (TypeError, ValueError, RecursionError):
+        check_arguments(task_path, args, kwargs)
+        raise  # pragma: no cover - check_arguments names the culprit first
+    if any(_may_be_unstorable(text) or "{" in text[1:] for text in encoded):
+        check_arguments(task_path, args, kwargs)
+    return encoded
 
 
 def dumps_return_value(value: Any, max_bytes: int) -> str:
@@ -194,10 +235,13 @@ def dumps_return_value(value: Any, max_bytes: int) -> str:
     except (TypeError, ValueError, RecursionError):
         found = find_unstorable(value)
         if found is None:
-            offender = _find_offender(value)
+            where, item, is_key = _find_offender(value) or ("", value, False)
+            what = (
+                f"the dict key {item!r} (of type {type(item).__name__})" if is_key else _what(item)
+            )
             raise ArgumentNotSerializable(
-                f"The task returned a {_describe(offender)}, which is not JSON serialisable; "
-                "return plain JSON data (for a model instance, its primary key)."
+                f"The task returned{' at ' + where if where else ''} {what}, which is not JSON "
+                "serialisable; return plain JSON data (for a model instance, its primary key)."
             ) from None
     if found is None and _may_be_unstorable(encoded):
         found = find_unstorable(value)

@@ -497,12 +497,12 @@ class Worker:
                 error = error_entry(
                     TaskNotRegistered, registry.not_registered_message(job.task_path)
                 )
-            elif job.undecodable:
+            elif job.unrunnable:
                 error = error_entry(
                     ArgumentNotSerializable,
-                    f"The job's arguments in the table cannot be used ({job.undecodable}), "
-                    "so it was never run. enqueue() refuses such arguments; this row was "
-                    "written some other way.",
+                    f"The job's row cannot be run ({job.unrunnable}), so it was never run. "
+                    "enqueue() never writes such a row: this one was written some other way "
+                    "(SQL, another program, an older release).",
                 )
             if error is not None:
                 outcome = Outcome(job_id=job.id, succeeded=False, error=error)

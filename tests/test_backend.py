@@ -136,11 +136,17 @@ def test_model_instance_argument_is_refused_with_advice():
 
 @pytest.mark.parametrize(
     ("value", "named"),
-    [({1, 2}, "set (builtins.set)"), (b"raw", "bytes (builtins.bytes)"), (float("nan"), "float")],
+    [
+        ({1, 2}, "a set (builtins.set)"),
+        (b"raw", "a bytes (builtins.bytes)"),
+        (float("nan"), "the float nan"),
+    ],
 )
 def test_non_json_arguments_are_refused_naming_the_type(value, named):
+    # The message names the argument, where inside it the value is, and its type.
     with pytest.raises(
-        ArgumentNotSerializable, match=re.escape(f"keyword argument 'b' is a {named}")
+        ArgumentNotSerializable,
+        match=re.escape(f"keyword argument 'b' at ['nested'][0] is {named}"),
     ):
         tasks.add.enqueue(1, b={"nested": [value]})
     assert not Job.objects.exists()

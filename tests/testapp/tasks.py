@@ -289,3 +289,8 @@ def pid_of_pool_process():
 def sleep_then_return(seconds, value):
     time.sleep(seconds)
     return value
+
+
+@task()
+def returns_tuple_key():
+    return [0, {(1, 2): 3}]
