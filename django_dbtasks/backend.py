@@ -7,6 +7,7 @@ and no worker can see the row before it commits.
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 from collections.abc import Callable, Iterable
@@ -288,6 +289,7 @@ class DatabaseBackend(BaseTaskBackend):
             if registered is None:
                 raise TaskNotRegistered(registry.not_registered_message(job.task_path))
             task = registered
+        task = self._as_enqueued(task, job)
         result = DbTaskResult(
             task=task,
             id=str(job.pk),
@@ -310,6 +312,27 @@ class DatabaseBackend(BaseTaskBackend):
         )
         object.__setattr__(result, "_return_value", job.return_value)
         return result
+
+    def _as_enqueued(self, task: Task, job: Any) -> Task:
+        """The task as ``using()`` shaped it for this job: the row's priority, queue and
+        ``run_after`` (None when the job was never deferred: it is then its enqueue time).
+
+        A copy with its fields set, not ``using()``: a queue since removed from
+        ``QUEUES`` must not make an old job's result unreadable.
+        """
+        run_after = None if job.run_after == job.enqueued_at else job.run_after
+        wanted = {
+            "priority": job.priority,
+            "queue_name": job.queue_name,
+            "run_after": run_after,
+            "backend": self.alias,
+        }
+        if all(getattr(task, name) == value for name, value in wanted.items()):
+            return task
+        task = copy.copy(task)
+        for name, value in wanted.items():
+            object.__setattr__(task, name, value)
+        return task
 
     # Operating on jobs
 

@@ -33,6 +33,14 @@ class WorkerCrashed(Exception):
     """Recorded when the process running an attempt died (or was killed)."""
 
 
+class TaskFailed(Exception):
+    """Carries a failed attempt's traceback (from its pool process) into the worker's log.
+
+    ``task_finished`` is sent while this is being handled, so that Django's
+    own log line for a failed task, and error trackers, show the traceback.
+    """
+
+
 class PoisonJob(Exception):
     """Recorded when a job's runs killed their worker too many times in a row."""
 

@@ -585,16 +585,18 @@ def _insert_sql(postgres: bool, rows: int) -> str:
         "attempts, crashes, errors, worker_ids, claimed_by"
     )
     fixed = "'READY', 0, 0, '[]', '[]', ''"
+    # The clock of ``enqueued_at``'s default (Django's Now()): a job never deferred has
+    # run_after == enqueued_at, which is how its result tells ``run_after=None``.
+    clock = "statement_timestamp()" if postgres else NOW["sqlite"]
     if rows == 0:
         return (
-            f"INSERT INTO {JOB} ({columns}) SELECT %s, %s, %s, %s, COALESCE(%s, now()), "
+            f"INSERT INTO {JOB} ({columns}) SELECT %s, %s, %s, %s, COALESCE(%s, {clock}), "
             f"call.args, call.kwargs, {fixed} "
             f"FROM unnest(%s::jsonb[], %s::jsonb[]) AS call(args, kwargs) "
             f"RETURNING id, enqueued_at"
         )
     cast = "::jsonb" if postgres else ""
-    now = NOW["postgresql" if postgres else "sqlite"]
-    row = f"(%s, %s, %s, %s, COALESCE(%s, {now}), %s{cast}, %s{cast}, {fixed})"
+    row = f"(%s, %s, %s, %s, COALESCE(%s, {clock}), %s{cast}, %s{cast}, {fixed})"
     return (
         f"INSERT INTO {JOB} ({columns}) VALUES {', '.join([row] * rows)} RETURNING id, enqueued_at"
     )

@@ -239,7 +239,8 @@ def dumps_return_value(value: Any, max_bytes: int) -> str:
             what = (
                 f"the dict key {item!r} (of type {type(item).__name__})" if is_key else _what(item)
             )
-            raise ArgumentNotSerializable(
+            # A TypeError, as Django's own backends record it (with our message).
+            raise TypeError(
                 f"The task returned{' at ' + where if where else ''} {what}, which is not JSON "
                 "serialisable; return plain JSON data (for a model instance, its primary key)."
             ) from None

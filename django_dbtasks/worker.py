@@ -27,7 +27,7 @@ from . import execution, queries, registry
 from .backend import DatabaseBackend
 from .base import DbTaskResult
 from .compat import TaskError, TaskResultStatus, task_finished, task_started
-from .exceptions import ArgumentNotSerializable, PoisonJob, TaskNotRegistered
+from .exceptions import ArgumentNotSerializable, PoisonJob, TaskFailed, TaskNotRegistered
 from .execution import Outcome, error_entry, running_result
 from .notify import Listener
 from .outages import is_outage, sqlstate
@@ -582,7 +582,8 @@ class Worker:
         if outcome.error:
             message = outcome.error.get("message") or outcome.error["exception_class_path"]
             error = f" error={message}"
-        log = logger.info if outcome.succeeded else logger.warning
+        # A retry is a warning; a job that failed for good is an error: alerts can tell.
+        log = {"SUCCESSFUL": logger.info, "RETRY": logger.warning}.get(label, logger.error)
         log(
             "job=%s task=%s outcome=%s duration=%.3fs attempt=%d/%d%s",
             job.id,
@@ -628,7 +629,10 @@ class Worker:
             if outcome is not None and outcome.succeeded:
                 value = json.loads(outcome.return_value_json)
                 object.__setattr__(result, "_return_value", value)
-            signal_.send(type(self.backend), task_result=result)
+            if outcome is not None and outcome.error and status == TaskResultStatus.FAILED:
+                _send_while_handling(signal_, type(self.backend), result, outcome.error)
+            else:
+                signal_.send(type(self.backend), task_result=result)
         except Exception:
             # A receiver's bug must not stop the worker; the job's outcome stands.
             logger.exception("job=%s a receiver of %s raised", job.id, status)
@@ -759,6 +763,21 @@ class Worker:
 #: and when it was given up (the job stays RUNNING until it is released).
 _OUTAGE = object()
 _DROPPED = object()
+
+
+def _send_while_handling(
+    signal_: Any, sender: type, result: DbTaskResult, error: dict[str, Any]
+) -> None:
+    """Send ``task_finished`` for a failed job inside an exception handler, as Django does.
+
+    Django's own receiver logs a failed task with ``sys.exc_info()`` (and error
+    trackers read it there too). The exception was raised in a pool process;
+    here it is carried by a ``TaskFailed`` whose text is its traceback.
+    """
+    try:
+        raise TaskFailed(error.get("traceback") or error["exception_class_path"])
+    except TaskFailed:
+        signal_.send(sender, task_result=result)
 
 
 def _first_line(error: BaseException) -> str:

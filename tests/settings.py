@@ -86,8 +86,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"django_dbtasks": {"handlers": ["console"], "level": "INFO"}},
+    # The level leads each line: tests check that a final failure is an ERROR.
+    "formatters": {"levelled": {"format": "%(levelname)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "levelled"}},
+    "loggers": {
+        "django_dbtasks": {"handlers": ["console"], "level": "INFO"},
+        # Django's own task log lines (on 5.2 the backport's), as a site would show them.
+        "django.tasks": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django_tasks": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
 }
 
 # Modules a test wants imported at start-up (the --reload test watches one).

@@ -162,5 +162,5 @@ def test_a_returned_dict_with_a_tuple_key_is_named():
     bad = tasks.returns_tuple_key.enqueue()
     assert run_worker().returncode == 0
     [error] = Job.objects.get(pk=bad.id).errors
-    assert error["exception_class_path"] == "django_dbtasks.exceptions.ArgumentNotSerializable"
+    assert error["exception_class_path"] == "builtins.TypeError"  # as Django records it
     assert "The task returned at [1] the dict key (1, 2) (of type tuple)" in error["traceback"]

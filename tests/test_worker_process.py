@@ -79,6 +79,7 @@ def test_return_value_that_is_not_json_fails_clearly():
     run_worker()
     result.refresh()
     assert result.status == TaskResultStatus.FAILED
+    assert result.errors[0].exception_class_path == "builtins.TypeError"  # as Django records it
     assert "returned a set (builtins.set), which is not JSON serialisable" in (
         result.errors[0].traceback
     )

@@ -294,3 +294,8 @@ def sleep_then_return(seconds, value):
 @task()
 def returns_tuple_key():
     return [0, {(1, 2): 3}]
+
+
+@task(max_attempts=3, retry_delay=0)
+def fails_at_once_each_time():
+    raise RuntimeError("never works")
