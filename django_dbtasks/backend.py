@@ -81,6 +81,21 @@ def check_call(task: Task, args: list[Any], kwargs: dict[str, Any]) -> None:
         ) from None
 
 
+def _job_id(result_id: Any) -> int | None:
+    """A result id as a job's primary key, or None if no job can have it.
+
+    Never a database error for a malformed id: text that is not a whole
+    number, or one outside the column's 64-bit range, names no job.
+    """
+    if isinstance(result_id, bool):
+        return None
+    try:
+        job_id = int(str(result_id).strip()) if not isinstance(result_id, int) else result_id
+    except (TypeError, ValueError):
+        return None
+    return job_id if 1 <= job_id < 2**63 else None
+
+
 class DatabaseBackend(BaseTaskBackend):
     task_class = DbTask
 
@@ -276,10 +291,13 @@ class DatabaseBackend(BaseTaskBackend):
     def get_result(self, result_id: Any) -> DbTaskResult:
         from .models import Job
 
+        job_id = _job_id(result_id)
         try:
-            job = Job.objects.using(self.database).get(pk=int(result_id))
-        except (ValueError, TypeError, Job.DoesNotExist):
-            raise TaskResultDoesNotExist(f"No job with id {result_id!r}.")
+            if job_id is None:
+                raise Job.DoesNotExist
+            job = Job.objects.using(self.database).get(pk=job_id)
+        except Job.DoesNotExist:
+            raise TaskResultDoesNotExist(f"No job with id {result_id!r}.") from None
         return self.result_from_job(job)
 
     def result_from_job(self, job: Any, task: Task | None = None) -> DbTaskResult:
@@ -342,8 +360,10 @@ class DatabaseBackend(BaseTaskBackend):
             "exception_class_path": exception_path(JobCancelled),
             "traceback": "Cancelled before it started.",
         }
-        connection = connections[self.database]
-        return queries.cancel(connection, int(result_id), error)
+        job_id = _job_id(result_id)
+        if job_id is None:
+            return False
+        return queries.cancel(connections[self.database], job_id, error)
 
     def check(self, **kwargs: Any) -> list[django_checks.CheckMessage]:
         from .checks import check_backend

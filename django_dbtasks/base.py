@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
 from typing import Any, cast
+
+from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from . import registry
 from . import sensitive as redaction
@@ -22,8 +26,9 @@ from .compat import (
     InvalidTask,
     Task,
     TaskResult,
+    TaskResultStatus,
 )
-from .exceptions import ResultTimeout
+from .exceptions import ResultTimeout, TaskFailed
 from .retry import Backoff, RetryDelay, delay_for
 
 Calls = Iterable[tuple[Iterable[Any], dict[str, Any]]]
@@ -66,9 +71,65 @@ class DbTask(Task):
         Task.__post_init__(self)
         registry.register(self)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle by the task's path, as Django 6's ``Task`` does (the backport cannot):
+        the module attribute is the task, not its function."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["func"] = self.module_path
+        return (_unpickle_task, (type(self), values))
+
     def delay(self, *args: Any, **kwargs: Any) -> TaskResult:
         """Enqueue the task; an alias of ``enqueue()`` for people coming from Celery."""
         return self.enqueue(*args, **kwargs)
+
+    def apply_async(
+        self,
+        args: Iterable[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        **options: Any,
+    ) -> TaskResult:
+        """Celery's ``apply_async``: ``using()`` plus ``enqueue()``, for existing call sites.
+
+        ``countdown`` (seconds) and ``eta`` become ``run_after``, ``queue`` the
+        queue name and ``priority`` the priority (Django's scale: higher runs
+        first, -100 to 100). Any other Celery option raises ``TypeError``
+        naming what to use instead, or saying there is nothing.
+        """
+        if options:
+            name = next(iter(options))
+            raise TypeError(f"apply_async({name}=...) is not supported: {_instead_of(name)}.")
+        if countdown is not None and eta is not None:
+            raise TypeError("apply_async() takes countdown or eta, not both.")
+        changes: dict[str, Any] = {}
+        if countdown is not None:
+            changes["run_after"] = timezone.now() + timedelta(seconds=countdown)
+        if eta is not None:
+            changes["run_after"] = eta
+        if queue is not None:
+            changes["queue_name"] = queue
+        if priority is not None:
+            changes["priority"] = priority
+        task = self.using(**changes) if changes else self
+        return task.enqueue(*(args or ()), **(kwargs or {}))
+
+    def s(self, *args: Any, **kwargs: Any) -> Any:
+        raise AttributeError(_NO_CANVAS.format(name="s"))
+
+    def si(self, *args: Any, **kwargs: Any) -> Any:
+        raise AttributeError(_NO_CANVAS.format(name="si"))
+
+    def signature(self, *args: Any, **kwargs: Any) -> Any:
+        raise AttributeError(_NO_CANVAS.format(name="signature"))
+
+    def map(self, *args: Any, **kwargs: Any) -> Any:
+        raise AttributeError(_NO_CANVAS.format(name="map"))
+
+    def chunks(self, *args: Any, **kwargs: Any) -> Any:
+        raise AttributeError(_NO_CANVAS.format(name="chunks"))
 
     def enqueue_many(self, calls: Calls) -> list[TaskResult]:
         """Enqueue one job per ``(args, kwargs)`` pair, in bulk and in one transaction."""
@@ -114,12 +175,84 @@ class DbTaskResult(TaskResult):  # type: ignore[misc]  # the stubs miss that it 
             self.refresh()
         return self
 
+    def get(self, timeout: float | None = None, propagate: bool = True) -> Any:
+        """Celery's ``AsyncResult.get()``: wait, then the return value or the error.
+
+        Waits like ``wait()`` (``ResultTimeout``, a ``TimeoutError``, after
+        ``timeout`` seconds). A SUCCESSFUL job gives its return value. A FAILED
+        one raises its last error, re-created as Celery does: the recorded
+        class with the recorded message when the class can be built that way,
+        else ``TaskFailed`` carrying the traceback text; with
+        ``propagate=False`` that exception is returned instead of raised.
+        """
+        self.wait(timeout=timeout)
+        if self.status == TaskResultStatus.SUCCESSFUL:
+            return self.return_value
+        error = _recreated(self.errors[-1]) if self.errors else TaskFailed(str(self.status))
+        if propagate:
+            raise error
+        return error
+
     def cancel(self) -> bool:
         """Cancel the job if it has not started; return whether it was cancelled."""
         backend = self.task.get_backend()
         cancelled = cast(bool, backend.cancel(self.id))  # type: ignore[attr-defined]
         self.refresh()
         return cancelled
+
+
+#: Why a Celery canvas method is missing (see docs/celery.md, "What we do not do").
+_NO_CANVAS = (
+    "DbTask has no .{name}(): django-dbtasks has no Celery canvas (signatures, chains, "
+    "groups, chords, map, chunks). Enqueue the next task at the end of a task, or use "
+    "enqueue_many() for a group of one task; see docs/celery.md."
+)
+
+#: What to use instead of each Celery ``apply_async`` option we do not take.
+_CELERY_OPTIONS = {
+    "expires": "there is no expiry; cancel() a job that should no longer run",
+    "time_limit": "set timeout= on the @task decorator",
+    "soft_time_limit": "there is no soft limit; timeout= on the @task decorator is hard",
+    "task_id": "job ids are assigned by the database (result.id)",
+    "link": "there are no callbacks; enqueue the next task at the end of the task",
+    "link_error": "there are no error callbacks; catch the error in the task",
+    "retry": "enqueue() writes in your transaction and never needs a publish retry",
+    "retry_policy": "enqueue() writes in your transaction and never needs a publish retry",
+    "exchange": "there are no exchanges; use queue=",
+    "routing_key": "there is no routing; use queue=",
+    "serializer": "arguments are always JSON",
+    "compression": "arguments are stored as JSON in the job table, uncompressed",
+    "ignore_result": "results are rows; delete old ones with manage.py prunetasks",
+    "headers": "there are no message headers; pass the data as arguments",
+    "shadow": "the admin and the logs show the task's own path",
+}
+
+
+def _unpickle_task(cls: type[DbTask], values: dict[str, Any]) -> DbTask:
+    path = values["func"]
+    try:
+        values["func"] = import_string(path).func
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"Expected {path!r} to point to a task.") from error
+    return cls(**values)
+
+
+def _instead_of(option: str) -> str:
+    return _CELERY_OPTIONS.get(option, "there is no equivalent (see docs/celery.md)")
+
+
+def _recreated(error: Any) -> BaseException:
+    """The recorded error as an exception object (see ``DbTaskResult.get``)."""
+    lines = error.traceback.strip().splitlines()
+    last = lines[-1] if lines else error.exception_class_path
+    message = last.split(": ", 1)[1] if ": " in last else ""
+    try:
+        exc_class = import_string(error.exception_class_path)
+        if isinstance(exc_class, type) and issubclass(exc_class, BaseException):
+            return exc_class(message) if message else exc_class()
+    except Exception:  # a class that moved, or that one string cannot build
+        pass
+    return TaskFailed(error.traceback or error.exception_class_path)
 
 
 def task(

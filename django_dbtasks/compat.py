@@ -30,7 +30,7 @@ if TYPE_CHECKING or django.VERSION >= (6, 0):
         TaskResultStatus,
     )
     from django.tasks.base import task as standard_task
-    from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
+    from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist, TaskResultMismatch
     from django.tasks.signals import task_enqueued, task_finished, task_started
 else:  # pragma: no cover - exercised by the Django 5.2 CI job
     try:
@@ -53,7 +53,7 @@ else:  # pragma: no cover - exercised by the Django 5.2 CI job
         from django_tasks.exceptions import (  # type: ignore[no-redef]
             InvalidTaskError as InvalidTask,
         )
-        from django_tasks.exceptions import TaskResultDoesNotExist
+        from django_tasks.exceptions import TaskResultDoesNotExist, TaskResultMismatch
         from django_tasks.signals import task_enqueued, task_finished, task_started
     except ImportError as exc:
         raise ImproperlyConfigured(
@@ -74,6 +74,7 @@ __all__ = [
     "TaskError",
     "TaskResult",
     "TaskResultDoesNotExist",
+    "TaskResultMismatch",
     "TaskResultStatus",
     "standard_task",
     "task_backends",
