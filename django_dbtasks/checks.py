@@ -18,7 +18,14 @@ def check_backend(backend: DatabaseBackend) -> list[checks.CheckMessage]:
     """Problems with one configured ``DatabaseBackend``."""
     where = f"TASKS[{backend.alias!r}]"
     if backend.config_error is not None:
-        return [checks.Error(str(backend.config_error), id="django_dbtasks.E001", obj=where)]
+        return [
+            checks.Error(
+                str(backend.config_error),
+                hint="docs/configuration.md lists every option with its default and bounds.",
+                id="django_dbtasks.E001",
+                obj=where,
+            )
+        ]
     errors: list[checks.CheckMessage] = []
     vendor = connections[backend.database].vendor
     if vendor not in SUPPORTED_VENDORS:

@@ -74,3 +74,26 @@ def test_use_tz_false_is_refused():
     with override_settings(USE_TZ=False):
         ids = [m.id for m in check_backend(DatabaseBackend("default", {"BACKEND": BACKEND}))]
     assert "django_dbtasks.E003" in ids
+
+
+def test_a_non_finite_number_of_seconds_is_refused():
+    [(code, msg)] = messages_for({"BACKEND": BACKEND, "OPTIONS": {"POLL_INTERVAL": float("inf")}})
+    assert code == "django_dbtasks.E001"
+    assert "['POLL_INTERVAL'] must be a finite number of seconds, at most 3600 s" in msg
+
+
+def test_an_absurd_but_finite_option_is_refused_with_its_bound():
+    [(code, msg)] = messages_for({"BACKEND": BACKEND, "OPTIONS": {"MAX_BATCH": 10**12}})
+    assert code == "django_dbtasks.E001"
+    assert "['MAX_BATCH'] must be at most 10000, got 1000000000000" in msg
+
+
+@pytest.mark.django_db
+def test_manage_py_check_reports_a_nan_option():
+    tasks_setting = {"default": {"BACKEND": BACKEND, "OPTIONS": {"LEASE": float("nan")}}}
+    with override_settings(TASKS=tasks_setting), pytest.raises(SystemCheckError) as excinfo:
+        call_command("check")
+    assert "django_dbtasks.E001" in str(excinfo.value)
+    assert "['LEASE'] must be a finite number of seconds, at most 86400 s (1 day), got nan" in str(
+        excinfo.value
+    )

@@ -30,5 +30,6 @@ def database_backend(alias: str) -> DatabaseBackend:
             f"TASKS[{alias!r}]['BACKEND'] = 'django_dbtasks.backend.DatabaseBackend'."
         )
     if backend.config_error is not None:
-        raise CommandError(str(backend.config_error))
+        # The message of ``manage.py check``, with its id: the same door, the same words.
+        raise CommandError(f"{backend.config_error} (django_dbtasks.E001)")
     return backend

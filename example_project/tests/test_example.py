@@ -88,3 +88,62 @@ def test_the_export_reports_progress_and_can_be_downloaded(admin_client):
     lines = b"".join(download.streaming_content).decode().splitlines()
     assert lines[0] == "id,title,author,views,created_at" and len(lines) == 4
     assert lines[1].split(",")[1:4] == ["Post 0", "grace", "0"]
+
+
+def test_the_welcome_page_is_shown_only_to_the_browser_that_signed_up(client):
+    client.post("/signup/", {"username": "newcomer", "email": "newcomer@example.com"})
+    user = get_user_model().objects.get(username="newcomer")
+
+    mine = client.get(f"/welcome/{user.pk}/")
+    assert mine.status_code == 200 and b"newcomer@example.com" in mine.content
+    other = get_user_model().objects.create_user("other", "other@example.com")
+    assert client.get(f"/welcome/{other.pk}/").status_code == 404
+
+
+def test_the_welcome_page_is_not_shown_to_anonymous_visitors(client):
+    user = get_user_model().objects.create_user("private", "private@example.com")
+
+    answer = client.get(f"/welcome/{user.pk}/")
+    assert answer.status_code == 404
+    assert b"private@example.com" not in answer.content
+    assert client.get("/welcome/999999/").status_code == 404  # the same answer as a real id
+
+
+def test_a_logged_in_user_sees_only_their_own_welcome_page(client):
+    user = get_user_model().objects.create_user("ada", "ada@example.com", password="pw")
+    other = get_user_model().objects.create_user("bob", "bob@example.com")
+    client.force_login(user)
+
+    assert client.get(f"/welcome/{user.pk}/").status_code == 200
+    assert client.get(f"/welcome/{other.pk}/").status_code == 404
+
+
+def test_pages_refuse_to_be_framed_by_other_sites(client):
+    assert client.get("/signup/")["X-Frame-Options"] == "DENY"
+
+
+def test_a_bad_option_is_a_check_message_not_a_traceback(tmp_path):
+    (tmp_path / "bad_options.py").write_text(
+        "from config.settings import *  # noqa: F403\n"
+        "TASKS['default']['OPTIONS'] = {'LEASE': float('nan')}  # noqa: F405\n"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bad_options",
+        "PYTHONPATH": os.pathsep.join(
+            [str(tmp_path), str(PROJECT), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
+    for command in (["check"], ["runtasks", "--burst"]):
+        finished = subprocess.run(
+            [sys.executable, "manage.py", *command],
+            cwd=PROJECT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert finished.returncode != 0
+        assert "django_dbtasks.E001" in finished.stderr
+        assert "['LEASE'] must be a finite number of seconds" in finished.stderr
+        assert "Traceback" not in finished.stderr

@@ -3,30 +3,39 @@
 from __future__ import annotations
 
 import argparse
+from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import connections, transaction
+from django.db.models import Count, DateTimeField, ExpressionWrapper, Value
+from django.db.models.functions import Now
 
 from django_dbtasks import queries
-from django_dbtasks.durations import parse_duration
+from django_dbtasks.conf import shown
+from django_dbtasks.durations import parse_duration, whole_number
 from django_dbtasks.management.backends import add_backend_argument, database_backend
-from django_dbtasks.models import FINISHED_STATUSES
+from django_dbtasks.models import FINISHED_STATUSES, Job
 
 
 def finished_status(value: str) -> str:
     status = value.upper()
     if status not in FINISHED_STATUSES:
         raise argparse.ArgumentTypeError(
-            f"{value!r} is not a finished status; choose from {', '.join(FINISHED_STATUSES)}"
+            f"{shown(value)} is not a finished status; choose from {', '.join(FINISHED_STATUSES)}"
         )
     return status
 
 
+#: Most rows one DELETE takes: each batch is a transaction holding its rows locked,
+#: and the command loops until none is left, so a bigger batch saves nothing.
+MAX_BATCH_SIZE = 100_000
+
+
 def batch_size(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value!r}")
-    return int(value)
+    return whole_number(
+        value, MAX_BATCH_SIZE, "each batch holds its rows locked; the command loops anyway"
+    )
 
 
 class Command(BaseCommand):
@@ -44,7 +53,8 @@ class Command(BaseCommand):
             type=parse_duration,
             required=True,
             metavar="AGE",
-            help="Delete jobs finished longer ago than this: seconds or 30m, 12h, 7d, 2w.",
+            help="Delete jobs finished longer ago than this: seconds or 30m, 12h, 7d, 2w "
+            "(at most 36500d).",
         )
         parser.add_argument(
             "--status",
@@ -59,13 +69,22 @@ class Command(BaseCommand):
             type=batch_size,
             default=1000,
             metavar="N",
-            help="Rows deleted per statement and transaction. Default: 1000.",
+            help=f"Rows deleted per statement and transaction, 1 to {MAX_BATCH_SIZE}. "
+            "Default: 1000.",
+        )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Print how many jobs of each status would be deleted, and delete nothing.",
         )
         add_backend_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         database = database_backend(options["backend"]).config.DATABASE
-        statuses = options["statuses"] or list(FINISHED_STATUSES)
+        statuses = list(dict.fromkeys(options["statuses"] or FINISHED_STATUSES))
+        if options["dry_run"]:
+            self._dry_run(database, statuses, options["older_than"])
+            return
         connection = connections[database]
         total = 0
         while True:
@@ -77,3 +96,22 @@ class Command(BaseCommand):
             if deleted < options["batch_size"]:
                 break
         self.stdout.write(f"Deleted {total} finished job(s) ({', '.join(statuses)}).")
+
+    def _dry_run(self, database: str, statuses: list[str], older_than: float) -> None:
+        # The database's clock, as the DELETE's: the same jobs it would take now.
+        cutoff = ExpressionWrapper(
+            Now() - Value(timedelta(seconds=older_than)), output_field=DateTimeField()
+        )
+        counts = dict(
+            Job.objects.using(database)
+            .filter(status__in=statuses, finished_at__lt=cutoff)
+            .order_by()
+            .values("status")
+            .annotate(count=Count("id"))
+            .values_list("status", "count")
+        )
+        each = ", ".join(f"{status}: {counts.get(status, 0)}" for status in statuses)
+        self.stdout.write(
+            f"Would delete {sum(counts.values())} finished job(s) ({each}); "
+            "--dry-run deleted nothing."
+        )

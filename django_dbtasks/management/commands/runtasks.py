@@ -2,37 +2,56 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
+import shlex
 import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_dbtasks.backend import DatabaseBackend
+from django_dbtasks.conf import MAXIMUMS
+from django_dbtasks.durations import seconds_at_most, whole_number
 from django_dbtasks.management.backends import add_backend_argument, database_backend
 from django_dbtasks.reload import run_with_reload
 from django_dbtasks.worker import DatabaseUnavailable, Worker, WorkerSettings
 
+#: Most pool processes in one worker. Each is a forked copy of the worker (tens of
+#: MB once it has run a job, about 10 ms to start) and costs the main process three
+#: file descriptors, so 256 stays within the common limit of 1024 open files and
+#: starts in a few seconds. More jobs at once is more workers, here or elsewhere.
+MAX_CONCURRENCY = 256
+#: Largest --max-tasks-per-child: a billion jobs is "never", which is leaving it out.
+MAX_TASKS_PER_CHILD = 10**9
+#: Largest --max-memory-per-child, in KB: 1 TiB.
+MAX_MEMORY_PER_CHILD = 1024**3
 
-def positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number")
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
-    return number
+
+def concurrency(value: str) -> int:
+    return whole_number(
+        value,
+        MAX_CONCURRENCY,
+        "each pool process is a forked copy of the worker; for more jobs at once, run more workers",
+    )
 
 
-def non_negative_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds")
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {number:g}")
-    return number
+def tasks_per_child(value: str) -> int:
+    return whole_number(
+        value, MAX_TASKS_PER_CHILD, "leave the option out to never replace a pool process"
+    )
+
+
+def memory_per_child(value: str) -> int:
+    return whole_number(
+        value,
+        MAX_MEMORY_PER_CHILD,
+        "that is 1 TiB; leave the option out to never replace a pool process",
+    )
+
+
+def grace_period(value: str) -> float:
+    limit, _, why = MAXIMUMS["GRACE_PERIOD"]
+    return seconds_at_most(value, limit, why)
 
 
 class Command(BaseCommand):
@@ -57,10 +76,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--concurrency",
             "-c",
-            type=positive_int,
+            type=concurrency,
             default=1,
             metavar="N",
-            help="How many jobs run at once, each in its own child process. Default: 1.",
+            help="How many jobs run at once, each in its own child process: 1 to "
+            f"{MAX_CONCURRENCY} (for more, run more workers). Default: 1.",
         )
         parser.add_argument(
             "--burst",
@@ -82,7 +102,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--max-tasks-per-child",
-            type=positive_int,
+            type=tasks_per_child,
             default=None,
             metavar="N",
             help="Replace a pool process with a fresh one after it has run N jobs (as "
@@ -91,7 +111,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--max-memory-per-child",
-            type=positive_int,
+            type=memory_per_child,
             default=None,
             metavar="KB",
             help="Replace a pool process after the job during which its peak resident "
@@ -101,11 +121,12 @@ class Command(BaseCommand):
         add_backend_argument(parser)
         parser.add_argument(
             "--grace-period",
-            type=non_negative_float,
+            type=grace_period,
             default=None,
             metavar="SECONDS",
             help="On SIGTERM, how long running jobs may take to finish before they are "
-            "stopped and put back to READY. Default: the GRACE_PERIOD option (30).",
+            f"stopped and put back to READY: 0 to {MAXIMUMS['GRACE_PERIOD'][1]}. Default: "
+            "the GRACE_PERIOD option (30).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -139,10 +160,17 @@ class Command(BaseCommand):
             return sorted(backend.queues)
         unknown = [name for name in requested if name not in backend.queues]
         if unknown:
-            raise CommandError(
-                f"Unknown queue(s) {', '.join(map(repr, unknown))}: TASKS[{backend.alias!r}]"
-                f"['QUEUES'] has {', '.join(map(repr, sorted(backend.queues)))}."
+            message = (
+                f"Unknown queue{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(map(repr, unknown))}: TASKS[{backend.alias!r}]['QUEUES'] has "
+                f"{', '.join(map(repr, sorted(backend.queues)))}."
             )
+            listed = next((name for name in unknown if "," in name), None)
+            if listed is not None:
+                parts = [part.strip() for part in listed.split(",") if part.strip()]
+                repeated = " ".join(f"--queue {shlex.quote(part)}" for part in parts)
+                message += f" To serve several queues, repeat --queue: {repeated}"
+            raise CommandError(message)
         return list(dict.fromkeys(requested))
 
     @staticmethod
