@@ -150,8 +150,12 @@ class DatabaseBackend(BaseTaskBackend):
     # Enqueueing
 
     def validate_task(self, task: Task) -> None:
-        """Django's checks, done once per distinct task variant (they inspect the function)."""
-        self.config  # noqa: B018 - raises the configuration error, if any, first
+        """Django's checks, done once per distinct task variant (they inspect the function).
+
+        A configuration error is not raised here: Django validates each task as
+        its module defines it, inside ``django.setup()``, where it would be a
+        traceback. ``check()`` reports it (E001) and ``enqueue()`` raises it.
+        """
         if task.run_after is not None and not isinstance(task.run_after, datetime):
             raise InvalidTask(
                 f"run_after must be an aware datetime, not a {type(task.run_after).__name__}; "
@@ -170,6 +174,7 @@ class DatabaseBackend(BaseTaskBackend):
         args = list(args)
         check_arguments(task.module_path, args, kwargs)
         job = Job(
+            backend=self.alias,
             task_path=task.module_path,
             queue_name=task.queue_name,
             priority=task.priority,
@@ -187,6 +192,7 @@ class DatabaseBackend(BaseTaskBackend):
         encoded = [encode_arguments(task.module_path, args, kwargs) for args, kwargs in calls]
         return queries.insert_jobs(
             connections[self.database],
+            backend=self.alias,
             task_path=task.module_path,
             queue_name=task.queue_name,
             priority=task.priority,
@@ -199,6 +205,7 @@ class DatabaseBackend(BaseTaskBackend):
         return isinstance(task, DbTask) and task.unique is not None and task.unique is not False
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> DbTaskResult:
+        self.config  # noqa: B018 - raises the configuration error, if any, first
         self.validate_task(task)
         args = list(args)
         check_call(task, args, kwargs)
@@ -247,6 +254,7 @@ class DatabaseBackend(BaseTaskBackend):
         self, task: Task, calls: Iterable[tuple[Iterable[Any], dict[str, Any]]]
     ) -> list[DbTaskResult]:
         """Insert one job per ``(args, kwargs)``, 1,000 per INSERT, in one transaction."""
+        self.config  # noqa: B018 - raises the configuration error, if any, first
         self.validate_task(task)
         pairs = [(list(args), dict(kwargs)) for args, kwargs in calls]
         for args, kwargs in pairs:
@@ -295,7 +303,8 @@ class DatabaseBackend(BaseTaskBackend):
         try:
             if job_id is None:
                 raise Job.DoesNotExist
-            job = Job.objects.using(self.database).get(pk=job_id)
+            # Another alias's job is not ours to show, even on the same database.
+            job = Job.objects.using(self.database).get(pk=job_id, backend=self.alias)
         except Job.DoesNotExist:
             raise TaskResultDoesNotExist(f"No job with id {result_id!r}.") from None
         return self.result_from_job(job)
@@ -363,7 +372,7 @@ class DatabaseBackend(BaseTaskBackend):
         job_id = _job_id(result_id)
         if job_id is None:
             return False
-        return queries.cancel(connections[self.database], job_id, error)
+        return queries.cancel(connections[self.database], job_id, error, self.alias)
 
     def check(self, **kwargs: Any) -> list[django_checks.CheckMessage]:
         from .checks import check_backend

@@ -56,6 +56,14 @@ class Job(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     task_path = models.CharField(max_length=255, help_text=_("Dotted path of the task function."))
+    # The TASKS alias that enqueued the job: aliases sharing one database never see,
+    # claim or run each other's jobs.
+    backend = models.CharField(
+        max_length=64,
+        default="default",
+        db_default="default",  # rows written by SQL or other tools belong to "default"
+        help_text=_("The TASKS alias the job belongs to."),
+    )
     queue_name = models.CharField(max_length=64, default="default")
     priority = models.SmallIntegerField(default=0)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.READY)

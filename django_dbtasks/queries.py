@@ -247,6 +247,7 @@ def claim(
     worker_id: str,
     lease_seconds: float,
     suspects: bool = False,
+    backend: str = "default",
 ) -> list[ClaimedJob]:
     """Claim up to ``limit`` ready jobs, highest priority first, then oldest.
 
@@ -269,7 +270,8 @@ def claim(
     crashes = "crashes > 0" if suspects else "crashes = 0"
     candidates = (
         f"SELECT id FROM {JOB} WHERE status = 'READY' AND run_after <= {d.now} "
-        f"AND {queue_sql} AND {crashes} ORDER BY priority DESC, run_after, id LIMIT %s"
+        f"AND backend = %s AND {queue_sql} AND {crashes} "
+        f"ORDER BY priority DESC, run_after, id LIMIT %s"
     )
     assignments = (
         f"status = 'RUNNING', attempts = attempts + 1, "
@@ -291,7 +293,7 @@ def claim(
             f"WHERE job.id = candidates.id RETURNING job.*) "
             f"SELECT json_agg(json_build_array({columns}))::text FROM claimed"
         )
-        params = [*queue_params, limit, *assign_params]
+        params = [backend, *queue_params, limit, *assign_params]
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             (document,) = cursor.fetchone()
@@ -299,7 +301,7 @@ def claim(
     else:
         columns = CLAIM_COLUMNS.format(args="args", kwargs="kwargs")
         sql = f"UPDATE {JOB} SET {assignments} WHERE id IN ({candidates}) RETURNING {columns}"
-        params = [*assign_params, *queue_params, limit]
+        params = [*assign_params, backend, *queue_params, limit]
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
@@ -423,7 +425,9 @@ def release(
         return cursor.rowcount
 
 
-def suspect_waiting(connection: BaseDatabaseWrapper, queues: list[str]) -> bool:
+def suspect_waiting(
+    connection: BaseDatabaseWrapper, queues: list[str], backend: str = "default"
+) -> bool:
     """Whether a suspect (see ``claim``) is due in ``queues``: the worker then runs it alone.
 
     The partial index ``dbtasks_job_suspect`` holds only READY suspects, so
@@ -433,10 +437,10 @@ def suspect_waiting(connection: BaseDatabaseWrapper, queues: list[str]) -> bool:
     queue_sql, queue_params = d.in_list("queue_name", queues)
     sql = (
         f"SELECT 1 FROM {JOB} WHERE status = 'READY' AND crashes > 0 "
-        f"AND run_after <= {d.now} AND {queue_sql} LIMIT 1"
+        f"AND run_after <= {d.now} AND backend = %s AND {queue_sql} LIMIT 1"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, queue_params)
+        cursor.execute(sql, [backend, *queue_params])
         return cursor.fetchone() is not None
 
 
@@ -531,15 +535,17 @@ def delete_dead_workers(connection: BaseDatabaseWrapper, retention_seconds: floa
         return cursor.rowcount
 
 
-def cancel(connection: BaseDatabaseWrapper, job_id: int, error: dict[str, Any]) -> bool:
-    """Cancel a job that has not started (it is READY); return whether it was."""
+def cancel(
+    connection: BaseDatabaseWrapper, job_id: int, error: dict[str, Any], backend: str = "default"
+) -> bool:
+    """Cancel a job of ``backend`` that has not started (it is READY); return whether it was."""
     d = Dialect(connection)
     sql = (
         f"UPDATE {JOB} SET status = 'CANCELLED', finished_at = {d.now}, "
-        f"errors = {d.append_json('errors')} WHERE id = %s AND status = 'READY'"
+        f"errors = {d.append_json('errors')} WHERE id = %s AND backend = %s AND status = 'READY'"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [json.dumps(error), job_id])
+        cursor.execute(sql, [json.dumps(error), job_id, backend])
         return cursor.rowcount == 1
 
 
@@ -581,8 +587,8 @@ def _insert_sql(postgres: bool, rows: int) -> str:
     """The INSERT of ``insert_jobs``: ``rows`` VALUES rows, or (``rows=0``) one row per
     element of two array parameters, which binds far quicker than 7 parameters a row."""
     columns = (
-        "task_path, queue_name, priority, max_attempts, run_after, args, kwargs, status, "
-        "attempts, crashes, errors, worker_ids, claimed_by"
+        "backend, task_path, queue_name, priority, max_attempts, run_after, args, kwargs, "
+        "status, attempts, crashes, errors, worker_ids, claimed_by"
     )
     fixed = "'READY', 0, 0, '[]', '[]', ''"
     # The clock of ``enqueued_at``'s default (Django's Now()): a job never deferred has
@@ -590,13 +596,13 @@ def _insert_sql(postgres: bool, rows: int) -> str:
     clock = "statement_timestamp()" if postgres else NOW["sqlite"]
     if rows == 0:
         return (
-            f"INSERT INTO {JOB} ({columns}) SELECT %s, %s, %s, %s, COALESCE(%s, {clock}), "
+            f"INSERT INTO {JOB} ({columns}) SELECT %s, %s, %s, %s, %s, COALESCE(%s, {clock}), "
             f"call.args, call.kwargs, {fixed} "
             f"FROM unnest(%s::jsonb[], %s::jsonb[]) AS call(args, kwargs) "
             f"RETURNING id, enqueued_at"
         )
     cast = "::jsonb" if postgres else ""
-    row = f"(%s, %s, %s, %s, COALESCE(%s, {clock}), %s{cast}, %s{cast}, {fixed})"
+    row = f"(%s, %s, %s, %s, %s, COALESCE(%s, {clock}), %s{cast}, %s{cast}, {fixed})"
     return (
         f"INSERT INTO {JOB} ({columns}) VALUES {', '.join([row] * rows)} RETURNING id, enqueued_at"
     )
@@ -605,6 +611,7 @@ def _insert_sql(postgres: bool, rows: int) -> str:
 def insert_jobs(
     connection: BaseDatabaseWrapper,
     *,
+    backend: str,
     task_path: str,
     queue_name: str,
     priority: int,
@@ -624,6 +631,7 @@ def insert_jobs(
     if postgres and len(calls) > 1:
         sql = _insert_sql(postgres, rows=0)
         params: list[Any] = [
+            backend,
             task_path,
             queue_name,
             priority,
@@ -637,7 +645,16 @@ def insert_jobs(
         params = [
             value
             for args, kwargs in calls
-            for value in (task_path, queue_name, priority, max_attempts, when, args, kwargs)
+            for value in (
+                backend,
+                task_path,
+                queue_name,
+                priority,
+                max_attempts,
+                when,
+                args,
+                kwargs,
+            )
         ]
     with insert_cursor(connection) as cursor:
         cursor.execute(sql, params)

@@ -376,6 +376,7 @@ class Worker:
                         self.id,
                         self.config.LEASE,
                         suspects=solo,
+                        backend=self.backend.alias,
                     )
                     if limit
                     else []
@@ -671,7 +672,11 @@ class Worker:
                 if status == "READY"
                 else "",
             )
-        waiting = self._db(lambda: queries.suspect_waiting(self.connection, self.settings.queues))
+        waiting = self._db(
+            lambda: queries.suspect_waiting(
+                self.connection, self.settings.queues, self.backend.alias
+            )
+        )
         self.suspects_waiting = bool(waiting)
         if now >= self.timers.cleanup:
             self.timers.cleanup = now + WORKER_CLEANUP_INTERVAL

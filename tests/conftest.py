@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -107,6 +108,21 @@ def start_worker() -> Iterator[Callable[..., WorkerProcess]]:
             os.killpg(worker.pid, signal.SIGKILL)  # any pool child left behind
         except ProcessLookupError:
             pass
+
+
+def worker_tracebacks(output: str) -> list[str]:
+    """Tracebacks in a worker's output other than those of failed jobs.
+
+    Django's own log line for a failed task ("Task id=... state=FAILED") carries
+    that job's traceback by design; any other traceback is the worker's own.
+    """
+    lines = output.splitlines()
+    return [
+        "\n".join(lines[max(0, i - 1) : i + 6])
+        for i, line in enumerate(lines)
+        if line.startswith("Traceback")
+        and not (i and re.search(r"Task id=\S+ .*FAILED", lines[i - 1]))
+    ]
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 30, interval: float = 0.05):

@@ -61,6 +61,11 @@ TASKS = {
     }
 }
 
+# A second alias on the same database, for the tests of alias isolation (test_aliases.py):
+# its workers are started with this set, and the test process overrides TASKS alike.
+if os.environ.get("DBTASKS_TEST_SECOND_ALIAS"):
+    TASKS["reports"] = {**TASKS["default"], "QUEUES": ["default", "emails", "low"]}
+
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",

@@ -42,7 +42,7 @@ from django_dbtasks.exceptions import (
 )
 from django_dbtasks.models import Job, JobStatus
 
-from .conftest import WorkerProcess, wait_until
+from .conftest import WorkerProcess, wait_until, worker_tracebacks
 from .testapp import tasks
 from .testapp.models import Execution
 
@@ -64,7 +64,7 @@ INNOCENT = "innocent"
 DEEP_ARGUMENTS = "deep_arguments"
 KILLERS = ("kills_its_worker", "kills_its_group")
 LEASE_LOST_IN_LOGS = r"job=(\d+) task=\S+ outcome=(?:RESCUED|DISCARDED)"
-TROUBLE_IN_LOGS = r"Traceback|pool process \d+ sent"
+STRAY_ANSWER_IN_LOGS = r"pool process \d+ sent"
 
 #: Each hostile task, and the status and error class its job must end with.
 HOSTILE_ENDS: dict[str, tuple[str, str | None]] = {
@@ -294,8 +294,10 @@ def test_chaos_run_ends_every_job_and_harms_no_innocent(start_worker):
         if d.returncode != -signal.SIGKILL
     ]
     problems += [f"worker {w.pid} stopped with {w.wait()}" for w in run.serving if w.wait()]
-    # The worker's own errors: a traceback it logged, or a pool process's stray answer.
-    problems += [line for line in logs.splitlines() if re.search(TROUBLE_IN_LOGS, line)]
+    # The worker's own errors: a traceback it logged (not a failed job's, which Django's
+    # own log line carries), or a pool process's stray answer.
+    problems += worker_tracebacks(logs)
+    problems += [line for line in logs.splitlines() if re.search(STRAY_ANSWER_IN_LOGS, line)]
 
     reruns = sum(1 for job_id, kind in run.kinds.items() if kind == INNOCENT and runs[job_id] > 1)
     print(

@@ -165,6 +165,7 @@ def test_a_prepared_insert_still_raises_djangos_errors(prepare_threshold):
     with pytest.raises(DataError):  # Django's class, not psycopg's: the error was translated
         queries.insert_jobs(
             connection,
+            backend="default",
             task_path="x" * 300,  # longer than the column
             queue_name="default",
             priority=0,
