@@ -47,15 +47,7 @@ def check_backend(backend: DatabaseBackend) -> list[checks.CheckMessage]:
                 id="django_dbtasks.E003",
             )
         )
-    if not backend.queues:
-        errors.append(
-            checks.Error(
-                f"{where}['QUEUES'] is empty: no job could ever be enqueued.",
-                hint="Remove QUEUES to use the 'default' queue, or list queue names.",
-                id="django_dbtasks.E004",
-                obj=where,
-            )
-        )
+    # An empty QUEUES means "any queue name", as in Django (E004 no longer exists).
     return errors
 
 

@@ -87,6 +87,12 @@ class Dialect:
             return "gen_random_uuid()"
         return "lower(hex(randomblob(16)))"
 
+    def in_queues(self, queues: list[str]) -> tuple[str, list[Any]]:
+        """SQL selecting jobs of ``queues``; an empty list is every queue (``QUEUES: []``)."""
+        if not queues:
+            return "1 = 1", []
+        return self.in_list("queue_name", queues)
+
     def in_list(self, column: str, values: list[Any]) -> tuple[str, list[Any]]:
         if self.postgres:
             return f"{column} = ANY(%s)", [list(values)]
@@ -266,7 +272,7 @@ def claim(
     serialised by SQLite itself.
     """
     d = Dialect(connection)
-    queue_sql, queue_params = d.in_list("queue_name", queues)
+    queue_sql, queue_params = d.in_queues(queues)
     crashes = "crashes > 0" if suspects else "crashes = 0"
     candidates = (
         f"SELECT id FROM {JOB} WHERE status = 'READY' AND run_after <= {d.now} "
@@ -434,7 +440,7 @@ def suspect_waiting(
     this costs next to nothing however long the queue is.
     """
     d = Dialect(connection)
-    queue_sql, queue_params = d.in_list("queue_name", queues)
+    queue_sql, queue_params = d.in_queues(queues)
     sql = (
         f"SELECT 1 FROM {JOB} WHERE status = 'READY' AND crashes > 0 "
         f"AND run_after <= {d.now} AND backend = %s AND {queue_sql} LIMIT 1"

@@ -187,7 +187,7 @@ class Worker:
             self.id,
             socket.gethostname(),
             os.getpid(),
-            ",".join(self.settings.queues),
+            ",".join(self.settings.queues) or "*",
             self.settings.concurrency,
             self.config.DATABASE,
             self.settings.burst,

@@ -66,6 +66,10 @@ TASKS = {
 if os.environ.get("DBTASKS_TEST_SECOND_ALIAS"):
     TASKS["reports"] = {**TASKS["default"], "QUEUES": ["default", "emails", "low"]}
 
+# QUEUES [] means any queue name, as in Django (test_aliases.py starts such a worker).
+if os.environ.get("DBTASKS_TEST_ANY_QUEUE"):
+    TASKS["default"]["QUEUES"] = []
+
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",

@@ -109,3 +109,19 @@ def test_workers_of_each_alias_run_only_their_own_jobs_exactly_once(start_worker
             )
         }
         assert ran_by <= pids[alias], f"{alias}'s jobs ran on another alias's worker"
+
+
+def test_empty_queues_accept_any_name_and_a_worker_serves_every_queue():
+    """As in Django: QUEUES [] restricts nothing (test settings name three queues)."""
+    from .conftest import run_worker
+
+    with override_settings(TASKS={"default": {**settings.TASKS["default"], "QUEUES": []}}):
+        anywhere = [
+            tasks.record_run.using(queue_name=name).enqueue(name).id
+            for name in ("default", "made-up", "reports-2026")
+        ]
+    finished = run_worker(DBTASKS_TEST_ANY_QUEUE="1")
+    assert finished.returncode == 0, finished.stderr
+    assert "queues=*" in finished.stderr
+    statuses = Job.objects.filter(pk__in=anywhere).values_list("status", flat=True)
+    assert list(statuses) == [JobStatus.SUCCESSFUL] * 3

@@ -71,7 +71,7 @@ class Command(BaseCommand):
             dest="queues",
             metavar="NAME",
             help="Only take jobs from this queue (repeatable). Default: every queue in "
-            "the backend's QUEUES.",
+            "the backend's QUEUES (with QUEUES empty, any queue name: every queue).",
         )
         parser.add_argument(
             "--concurrency",
@@ -156,8 +156,11 @@ class Command(BaseCommand):
 
     @staticmethod
     def _queues(backend: DatabaseBackend, requested: list[str] | None) -> list[str]:
+        """The queues to serve; ``[]`` means every queue (``QUEUES: []``, any name)."""
         if not requested:
             return sorted(backend.queues)
+        if not backend.queues:
+            return list(dict.fromkeys(requested))
         unknown = [name for name in requested if name not in backend.queues]
         if unknown:
             message = (
