@@ -634,34 +634,17 @@ def insert_jobs(
     """
     postgres = connection.vendor == "postgresql"
     when = None if run_after is None else connection.ops.adapt_datetimefield_value(run_after)
+    per_job = (backend, task_path, queue_name, priority, max_attempts, when)
     if postgres and len(calls) > 1:
         sql = _insert_sql(postgres, rows=0)
         params: list[Any] = [
-            backend,
-            task_path,
-            queue_name,
-            priority,
-            max_attempts,
-            when,
+            *per_job,
             [args for args, _ in calls],
             [kwargs for _, kwargs in calls],
         ]
     else:
         sql = _insert_sql(postgres, rows=len(calls))
-        params = [
-            value
-            for args, kwargs in calls
-            for value in (
-                backend,
-                task_path,
-                queue_name,
-                priority,
-                max_attempts,
-                when,
-                args,
-                kwargs,
-            )
-        ]
+        params = [value for args, kwargs in calls for value in (*per_job, args, kwargs)]
     with insert_cursor(connection) as cursor:
         cursor.execute(sql, params)
         return [(row[0], _when(row[1])) for row in cursor.fetchall()]
