@@ -12,6 +12,7 @@ no sequential scan and no sort. ``docs/internals.md`` has the full plan.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.db import models
@@ -227,6 +228,31 @@ class MissedFires(models.TextChoices):
     ALL = "ALL", _("Fire each missed time (at most 100 at once)")
 
 
+class UnreadableJSON(str):
+    """Stored JSON text that Python cannot read, kept as text so that its row still loads."""
+
+    reason = ""
+
+
+class StoredJSONDecoder(json.JSONDecoder):
+    """Decode a schedule's stored ``args``/``kwargs``; never raise.
+
+    SQL can store JSON that Python cannot read back: a number of 5,000 digits
+    (past ``sys.get_int_max_str_digits()``), nesting deeper than the recursion
+    limit. Raising here would break every query that loads the row (the
+    scheduler's tick among them); the text comes back as ``UnreadableJSON``
+    instead, which ``Schedule.problems()`` reports.
+    """
+
+    def decode(self, s: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().decode(s, *args, **kwargs)
+        except (ValueError, RecursionError) as error:
+            text = UnreadableJSON(s)
+            text.reason = str(error).split(":")[0]
+            return text
+
+
 def _default_timezone() -> str:
     from django.conf import settings
 
@@ -243,8 +269,8 @@ class Schedule(models.Model):
         help_text=_("5 fields, an optional 6th for seconds, or @hourly/@daily/@weekly/..."),
     )
     timezone = models.CharField(max_length=64, default=_default_timezone)
-    args = models.JSONField(default=list, blank=True)
-    kwargs = models.JSONField(default=dict, blank=True)
+    args = models.JSONField(default=list, blank=True, decoder=StoredJSONDecoder)
+    kwargs = models.JSONField(default=dict, blank=True, decoder=StoredJSONDecoder)
     queue_name = models.CharField(
         max_length=64, blank=True, default="", help_text=_("Blank: the task's queue.")
     )
@@ -293,28 +319,75 @@ class Schedule(models.Model):
                 kwargs["update_fields"] = [*update_fields, "next_fire_at"]
         super().save(*args, **kwargs)
 
+    def clean_fields(self, exclude: Any = None) -> None:
+        """Django's checks per field, but deep ``args``/``kwargs`` are left to ``clean()``.
+
+        ``JSONField.validate()`` encodes the value recursively, and nesting deep
+        enough hits Python's recursion limit there; ``problems()`` names it instead.
+        """
+        from .serialization import MAX_NESTING, deeper_than
+
+        deep = [
+            name for name in ("args", "kwargs") if deeper_than(getattr(self, name), MAX_NESTING)
+        ]
+        super().clean_fields(exclude=[*(exclude or []), *deep])
+
     def clean(self) -> None:
         from django.core.exceptions import ValidationError
 
+        problems = self.problems()
+        if problems:
+            raise ValidationError(problems)
+
+    def problems(self, task: Any = None) -> dict[str, str]:
+        """What would make this schedule fail when it fires, by field (empty: nothing).
+
+        ``clean()`` refuses these; the scheduler, the admin and ``manage.py
+        schedules`` check them again on stored rows, which SQL or a tzdata update
+        may have broken since. ``task`` replaces the registry lookup (``periodic()``
+        runs while task modules are still being imported). No database query.
+        """
         from . import cron, registry
 
-        errors: dict[str, str] = {}
-        try:
-            cron.validate(self.cron)
-        except cron.InvalidCron as error:
-            errors["cron"] = str(error)
+        problems: dict[str, str] = {}
+        timezone = "UTC"
         try:
             cron.zone(self.timezone)
+            timezone = self.timezone
         except cron.InvalidCron as error:
-            errors["timezone"] = str(error)
-        if registry.lookup(self.task_path) is None:
+            problems["timezone"] = str(error)
+        try:
+            cron.validate(self.cron, timezone)
+        except cron.InvalidCron as error:
+            problems["cron"] = str(error)
+        if self.missed not in MissedFires.values:
+            problems["missed"] = (
+                f"{self.missed!r} is not a missed-fire policy: use one of "
+                f"{', '.join(MissedFires.values)}."
+            )
+        if self.priority is not None and not (
+            TASK_MIN_PRIORITY <= self.priority <= TASK_MAX_PRIORITY
+        ):
+            problems["priority"] = (
+                f"{self.priority} is not a task priority: use a whole number from "
+                f"{TASK_MIN_PRIORITY} to {TASK_MAX_PRIORITY} (higher runs first), or leave "
+                "it blank for the task's own."
+            )
+        problems.update(_argument_problems(self.task_path, self.args, self.kwargs))
+        task = task if task is not None else registry.lookup(self.task_path)
+        if task is None:
             known = ", ".join(registry.registered_paths()[:10]) or "none yet"
-            errors["task_path"] = (
+            problems["task_path"] = (
                 f"{self.task_path!r} is not a registered task: schedules can only run "
                 f"functions decorated with @task (registered: {known})."
             )
-        if errors:
-            raise ValidationError(errors)
+            return problems
+        problems.update(_queue_problems(task, self.queue_name))
+        return problems
+
+    def broken_reason(self) -> str:
+        """``problems()`` in one line, for logs and lists ("" when there are none)."""
+        return "; ".join(f"{field}: {message}" for field, message in self.problems().items())
 
     def upcoming(self, count: int = 5) -> list[Any]:
         """The next ``count`` fire times (UTC), for people reading the schedule."""
@@ -328,3 +401,79 @@ class Schedule(models.Model):
         from . import cron
 
         return cron.describe(self.cron)
+
+
+def _json_kind(value: Any) -> str:
+    """How JSON would name ``value`` ("null", "a string", ...), for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"a {type(value).__qualname__}"
+
+
+def _shape_problem(name: str, value: Any) -> str | None:
+    """Why ``value`` cannot be a schedule's ``args`` (a list) or ``kwargs`` (an object)."""
+    if isinstance(value, UnreadableJSON):
+        kind = "list" if name == "args" else "object"
+        return (
+            f"{name} as stored cannot be read by Python ({value.reason}): a number too long "
+            f"or nesting too deep; write them again, as a JSON {kind}."
+        )
+    if name == "args" and not isinstance(value, list):
+        return (
+            'args must be a JSON list of positional arguments, such as [1, "report"] '
+            f"([] for none), not {_json_kind(value)}."
+        )
+    if name == "kwargs" and not isinstance(value, dict):
+        return (
+            'kwargs must be a JSON object of keyword arguments, such as {"days": 30} '
+            f"({{}} for none), not {_json_kind(value)}."
+        )
+    odd = [key for key in value if not isinstance(key, str)] if name == "kwargs" else []
+    if odd:
+        return (
+            "kwargs keys must be strings, the names of the task's arguments; "
+            f"{odd[0]!r} is {_json_kind(odd[0])}."
+        )
+    return None
+
+
+def _argument_problems(task_path: str, args: Any, kwargs: Any) -> dict[str, str]:
+    """A schedule's ``args``/``kwargs`` against the rules every enqueued job obeys."""
+    from .exceptions import ArgumentNotSerializable
+    from .serialization import encode_arguments
+
+    problems: dict[str, str] = {}
+    for name, value, call in (("args", args, (args, {})), ("kwargs", kwargs, ([], kwargs))):
+        problem = _shape_problem(name, value)
+        if problem is None:
+            try:
+                encode_arguments(task_path, *call)
+            except ArgumentNotSerializable as error:
+                problem = str(error)
+        if problem is not None:
+            problems[name] = problem
+    return problems
+
+
+def _queue_problems(task: Any, queue_name: str) -> dict[str, str]:
+    """A queue the task's backend does not serve would hold the schedule's jobs for ever."""
+    queues = getattr(task.get_backend(), "queues", None)
+    if not queue_name or not queues or queue_name in queues:
+        return {}
+    return {
+        "queue_name": (
+            f"{queue_name!r} is not a queue of the task's backend {task.backend!r} (its "
+            f"QUEUES: {', '.join(sorted(queues))}): use one of those, or leave it blank for "
+            f"the task's own queue ({task.queue_name!r})."
+        )
+    }

@@ -650,6 +650,41 @@ def insert_jobs(
         return [(row[0], _when(row[1])) for row in cursor.fetchall()]
 
 
+def insert_fire(connection: BaseDatabaseWrapper, job: Job) -> int | None:
+    """Insert the job of one schedule's fire time, unless that fire time has one already.
+
+    Returns the new id, or None when another scheduler enqueued it first: the
+    partial unique index ``dbtasks_job_one_per_fire_time`` decides, and only
+    that conflict is skipped (SQLite's ``INSERT OR IGNORE``, which
+    ``bulk_create(ignore_conflicts=True)`` writes there, would also drop a row
+    that breaks a CHECK constraint, silently).
+    """
+    cast = "::jsonb" if connection.vendor == "postgresql" else ""
+    sql = (
+        f"INSERT INTO {JOB} (backend, task_path, queue_name, priority, max_attempts, args, "
+        f"kwargs, schedule_id, scheduled_for, status, attempts, crashes, errors, worker_ids, "
+        f"claimed_by) VALUES (%s, %s, %s, %s, %s, %s{cast}, %s{cast}, %s, %s, "
+        f"'READY', 0, 0, '[]', '[]', '') "
+        f"ON CONFLICT (schedule_id, scheduled_for) WHERE schedule_id IS NOT NULL DO NOTHING "
+        f"RETURNING id"
+    )
+    params: list[Any] = [
+        job.backend,
+        job.task_path,
+        job.queue_name,
+        job.priority,
+        job.max_attempts,
+        json.dumps(job.args),
+        json.dumps(job.kwargs),
+        job.schedule_id,
+        connection.ops.adapt_datetimefield_value(job.scheduled_for),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])
+
+
 def database_now(connection: BaseDatabaseWrapper) -> datetime:
     """The database's clock, for code that must compare times the way SQL does.
 

@@ -10,6 +10,12 @@ the same one at the same moment. Times come from the database's clock.
 Schedules declared in code with ``periodic()`` are written to the table when
 a worker starts (``sync_declared()``), marked ``from_code``; a code schedule
 that is no longer declared is disabled, not deleted, so its history stays.
+``periodic()`` refuses at import what ``Schedule.full_clean()`` refuses.
+
+A stored schedule can still break (SQL that bypassed ``full_clean()``, a
+timezone that a tzdata update removed). The tick checks each due schedule
+first: a broken one is not fired, it is logged once and looked at again
+``BROKEN_RECHECK`` seconds later, and the other schedules fire as usual.
 """
 
 from __future__ import annotations
@@ -19,10 +25,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, connections, transaction
+from django.db import DatabaseError, IntegrityError, connections, transaction
 
 from . import cron, queries, registry
 from .models import Job, MissedFires, Schedule
+from .outages import is_outage
 
 logger = logging.getLogger("django_dbtasks.scheduler")
 
@@ -30,6 +37,12 @@ logger = logging.getLogger("django_dbtasks.scheduler")
 MAX_CATCH_UP = 100
 #: Seconds after which a fire time no scheduler enqueued counts as missed.
 MISSED_AFTER = 60.0
+#: Seconds before a broken schedule is checked (and logged) again: one line per check.
+BROKEN_RECHECK = 300.0
+
+
+class InvalidSchedule(ValueError):
+    """A schedule that ``Schedule.full_clean()`` would refuse, declared or fired."""
 
 
 @dataclass(frozen=True)
@@ -64,12 +77,9 @@ def periodic(
 
     ``periodic(send_report, "0 7 * * *", timezone="Europe/Berlin")`` in a
     ``tasks.py``; the name defaults to the task's path. Returns the task.
+    Raises ``InvalidSchedule``, with ``full_clean()``'s messages, for what the
+    admin would refuse.
     """
-    from . import cron as cron_module
-
-    cron_module.validate(cron)
-    if timezone is not None:
-        cron_module.zone(timezone)
     if missed not in MissedFires.values:
         raise ValueError(f"missed must be one of {', '.join(MissedFires.values)}, got {missed!r}")
     declared = Declared(
@@ -77,14 +87,33 @@ def periodic(
         task_path=task.module_path,
         cron=cron,
         timezone=timezone,
-        args=list(args),
-        kwargs=dict(kwargs or {}),
+        args=list(args) if isinstance(args, list | tuple) else args,
+        kwargs={} if kwargs is None else kwargs,
         queue_name=queue_name,
         priority=priority,
         missed=missed,
     )
+    _check_declared(declared, task)
     _declared[declared.name] = declared
     return task
+
+
+def _check_declared(declared: Declared, task: Any) -> None:
+    """Raise ``InvalidSchedule`` unless the row that ``sync_declared()`` writes is valid."""
+    from django.core.exceptions import ValidationError
+
+    values = {k: v for k, v in declared.__dict__.items() if k != "timezone" or v is not None}
+    schedule = Schedule(**values)
+    errors: dict[str, list[str]] = {}
+    try:
+        schedule.clean_fields()
+    except ValidationError as error:
+        errors.update(error.message_dict)
+    for name, message in schedule.problems(task=task).items():
+        errors.setdefault(name, []).append(message)
+    if errors:
+        details = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in errors.items())
+        raise InvalidSchedule(f"periodic() schedule {declared.name!r}: {details}")
 
 
 class Scheduler:
@@ -149,7 +178,7 @@ class Scheduler:
                 .order_by("next_fire_at")[:100]
             )
             for schedule in due:
-                self._fire_due(schedule, now)
+                self._fire_or_set_aside(schedule, now)
         upcoming = (
             Schedule.objects.using(self.database)
             .filter(enabled=True, next_fire_at__isnull=False)
@@ -161,17 +190,46 @@ class Scheduler:
             return None
         return max(0.0, (upcoming - queries.database_now(self.connection)).total_seconds())
 
+    def _fire_or_set_aside(self, schedule: Schedule, now: datetime) -> None:
+        """Fire one due schedule; a broken one is logged and checked again later.
+
+        Each fire runs in a savepoint: whatever one schedule's row does (a
+        refused insert, a bug), the others of this tick still fire. An outage
+        is not the schedule's fault, and goes up to the worker's backoff.
+        """
+        unexpected = False
+        try:
+            reason = schedule.broken_reason()
+            if not reason:
+                with transaction.atomic(using=self.database):
+                    self._fire_due(schedule, now)
+                return
+        except DatabaseError as error:
+            if is_outage(error, self.connection):
+                raise
+            reason = f"the database refused its job: {error}"
+        except Exception as error:  # a bug: its traceback is logged, once per check
+            reason, unexpected = f"{type(error).__name__}: {error}", True
+        schedule.next_fire_at = now + timedelta(seconds=BROKEN_RECHECK)
+        schedule.save(
+            using=self.database, update_fields=["next_fire_at", "updated_at"], recompute=False
+        )
+        logger.error(
+            "schedule=%s is broken, not fired: %s (fix it in the admin, or its periodic(); "
+            "checked again in %gs)",
+            schedule.name,
+            " ".join(reason.split()),
+            BROKEN_RECHECK,
+            exc_info=unexpected,
+        )
+
     def _fire_due(self, schedule: Schedule, now: datetime) -> None:
         """Enqueue the fire times of one due schedule that its missed-fire policy wants."""
         times = self._times_to_fire(schedule, now)
         task = registry.lookup(schedule.task_path)
         if task is None:
-            logger.error(
-                "schedule=%s names task %r, which is not registered: not fired",
-                schedule.name,
-                schedule.task_path,
-            )
-        elif times:
+            raise LookupError(registry.not_registered_message(schedule.task_path))
+        if times:
             self._enqueue(schedule, task, times)
         schedule.last_fire_at = times[-1] if times else schedule.last_fire_at
         schedule.next_fire_at = cron.next_fire_time(schedule.cron, schedule.timezone, now)
@@ -202,6 +260,7 @@ class Scheduler:
         """The job a schedule enqueues: its arguments, the task's defaults unless overridden."""
         return Job(
             task_path=schedule.task_path,
+            backend=task.backend,
             queue_name=schedule.queue_name or task.queue_name,
             priority=task.priority if schedule.priority is None else schedule.priority,
             args=schedule.args,
@@ -212,18 +271,36 @@ class Scheduler:
         )
 
     def _enqueue(self, schedule: Schedule, task: Any, times: list[datetime]) -> None:
-        jobs = [self._job(schedule, task, moment) for moment in times]
-        Job.objects.using(self.database).bulk_create(jobs, ignore_conflicts=True)
+        connection = connections[self.database]
         for moment in times:
+            job_id = queries.insert_fire(connection, self._job(schedule, task, moment))
+            if job_id is None:
+                logger.debug(
+                    "schedule=%s fire_time=%s already enqueued by another scheduler",
+                    schedule.name,
+                    moment,
+                )
+                continue
             logger.info(
-                "schedule=%s task=%s fire_time=%s enqueued", schedule.name, task.module_path, moment
+                "schedule=%s task=%s fire_time=%s enqueued job=%s",
+                schedule.name,
+                task.module_path,
+                moment,
+                job_id,
             )
 
     def fire_now(self, schedule: Schedule) -> Any:
-        """Enqueue a schedule's task at once, outside its cron times (``schedules --fire``)."""
+        """Enqueue a schedule's task at once, outside its cron times (``schedules --fire``).
+
+        Raises ``LookupError`` for a task that is not registered, ``InvalidSchedule``
+        for any other reason the schedule is broken; nothing is enqueued then.
+        """
         task = registry.lookup(schedule.task_path)
         if task is None:
             raise LookupError(registry.not_registered_message(schedule.task_path))
+        reason = schedule.broken_reason()
+        if reason:
+            raise InvalidSchedule(f"cannot be fired until it is fixed: {reason}")
         job = self._job(schedule, task, scheduled_for=None)
         job.save(using=self.database, force_insert=True)
         return job

@@ -153,7 +153,8 @@ def test_shutdown_finishes_even_when_its_last_write_is_refused(database_refuses,
 
     result = tasks.sleep_then_return.enqueue(1.5, "refuse-me")
     worker = start_worker()
-    wait_until(lambda: Job.objects.filter(pk=result.id, status=JobStatus.RUNNING).exists())
+    # Once the body runs (a claimed job not yet started is rightly released by a stop):
+    wait_until(lambda: Execution.objects.filter(job_id=result.id, label="started").exists())
     worker.signal(signal.SIGTERM)  # the outcome arrives during the stop, and is refused
 
     assert worker.wait(timeout=30) == 0, worker.output()

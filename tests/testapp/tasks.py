@@ -285,8 +285,10 @@ def pid_of_pool_process():
     return os.getpid()
 
 
-@task()
-def sleep_then_return(seconds, value):
+@task(takes_context=True)
+def sleep_then_return(context, seconds, value):
+    """Record that the body started (a test may signal the worker then), sleep, return."""
+    record("started", context.task_result.id)
     time.sleep(seconds)
     return value
 

@@ -7,9 +7,17 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_dbtasks import registry
+from django_dbtasks.durations import whole_number
 from django_dbtasks.management.backends import add_backend_argument, database_backend
 from django_dbtasks.models import Schedule
-from django_dbtasks.scheduler import Scheduler
+from django_dbtasks.scheduler import InvalidSchedule, Scheduler
+
+#: Most fire times --next shows per schedule (each is computed, for every schedule).
+MAX_NEXT = 100
+
+
+def next_count(value: str) -> int:
+    return whole_number(value, MAX_NEXT, "for more, see a schedule's page in the admin")
 
 
 class Command(BaseCommand):
@@ -24,7 +32,11 @@ class Command(BaseCommand):
             "--fire", metavar="NAME", help="Enqueue this schedule's task now, once."
         )
         parser.add_argument(
-            "--next", type=int, default=3, metavar="N", help="Fire times to show (default 3)."
+            "--next",
+            type=next_count,
+            default=3,
+            metavar="N",
+            help=f"Fire times to show per schedule, 1 to {MAX_NEXT} (default 3).",
         )
         add_backend_argument(parser)
 
@@ -34,15 +46,21 @@ class Command(BaseCommand):
         scheduler = Scheduler(database)
         scheduler.sync_declared()
         schedules = Schedule.objects.using(database)
-        if options["fire"]:
+        if options["fire"] is not None:
+            if not options["fire"]:
+                names = ", ".join(schedules.values_list("name", flat=True)) or "none"
+                raise CommandError(
+                    f"--fire needs the name of a schedule (schedules: {names}); run "
+                    "'manage.py schedules' without --fire to list them."
+                )
             schedule = schedules.filter(name=options["fire"]).first()
             if schedule is None:
                 names = ", ".join(schedules.values_list("name", flat=True)) or "none"
                 raise CommandError(f"No schedule named {options['fire']!r} (schedules: {names}).")
             try:
                 job = scheduler.fire_now(schedule)
-            except LookupError as error:
-                raise CommandError(str(error))
+            except (LookupError, InvalidSchedule) as error:
+                raise CommandError(f"Schedule {schedule.name!r}: {error}") from None
             self.stdout.write(f"Enqueued job {job.pk} ({schedule.task_path}) for {schedule.name}.")
             return
         if not schedules.exists():
@@ -55,7 +73,11 @@ class Command(BaseCommand):
                 f"{schedule.name}  [{state}, from {origin}]  {schedule.task_path}\n"
                 f"    {schedule.cron!r} in {schedule.timezone}: {schedule.describe()}"
             )
-            if schedule.enabled:
+            reason = schedule.broken_reason()
+            if reason:
+                # Listed, not raised: one broken row must not hide the others.
+                self.stdout.write(f"    BROKEN, not fired until fixed: {reason}")
+            elif schedule.enabled:
                 times = ", ".join(t.isoformat() for t in schedule.upcoming(options["next"]))
                 self.stdout.write(f"    next: {times}")
             if schedule.last_fire_at:
