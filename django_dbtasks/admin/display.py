@@ -64,17 +64,44 @@ def moment(value: datetime | None) -> SafeString | str:
     )
 
 
+def printable(value: Any) -> str:
+    """``str(value)`` that a page can encode: a lone surrogate (from JSON) becomes ``\\udxxx``."""
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def json_text(value: Any, **options: Any) -> str:
+    """``value`` as JSON text, non-ASCII kept, printable."""
+    return printable(json.dumps(value, ensure_ascii=False, default=str, **options))
+
+
 def pretty_json(value: Any) -> SafeString:
     """Indented JSON in a ``<pre>``, escaped; non-ASCII text stays readable."""
-    text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
-    return format_html('<pre class="dbtasks-json">{}</pre>', text)
+    return format_html(
+        '<pre class="dbtasks-json">{}</pre>', json_text(value, indent=2, sort_keys=True)
+    )
 
 
-def short_call(args: list[Any], kwargs: dict[str, Any], limit: int = 80) -> str:
-    """``1, "a", key=2`` cut to ``limit`` characters, for one line of a list."""
-    parts = [json.dumps(a, ensure_ascii=False, default=str) for a in args]
-    parts += [f"{k}={json.dumps(v, ensure_ascii=False, default=str)}" for k, v in kwargs.items()]
-    text = ", ".join(parts)
+def malformed(what: str, value: Any) -> SafeString:
+    """A stored value of the wrong shape (written by SQL, or an older version), as stored."""
+    return format_html(
+        '<p class="dbtasks-malformed">Malformed: {}.</p>{}',
+        what,
+        pretty_json(value),
+    )
+
+
+def short_call(args: Any, kwargs: Any, limit: int = 80) -> str:
+    """``1, "a", key=2`` cut to ``limit`` characters, for one line of a list.
+
+    Arguments of the wrong shape (``args`` not a list, ``kwargs`` not an
+    object) are shown as stored, after the word "malformed".
+    """
+    if isinstance(args, list) and isinstance(kwargs, dict):
+        parts = [json_text(a) for a in args]
+        parts += [f"{printable(k)}={json_text(v)}" for k, v in kwargs.items()]
+        text = ", ".join(parts)
+    else:
+        text = f"malformed: args={json_text(args)}, kwargs={json_text(kwargs)}"
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -7,16 +7,24 @@ configured queues, registered tasks), so drawing them reads no rows, and the
 status filter is served by the partial indexes (``dbtasks_job_ready``,
 ``dbtasks_job_running_lease``, ``dbtasks_job_failed``). The list loads no
 tracebacks or return values, and sorts only by id (the primary key).
+
+The query string may filter only by the declared filters (see ``lookups``):
+a lookup such as ``?args__1__startswith=`` would read a sensitive argument
+back one character at a time. Rows of the wrong shape (written by SQL, or
+by an older or buggy version) are shown as stored, marked "malformed".
 """
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
+from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.utils import flatten_fieldsets
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.utils import flatten_fieldsets, quote
 from django.contrib.admin.views.main import ChangeList
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast
@@ -29,8 +37,9 @@ from django.utils.safestring import SafeString
 
 from .. import registry
 from ..models import Job, JobStatus
-from ..sensitive import redact_job
+from ..sensitive import REDACTED, is_sensitive, redact_job
 from . import display, operations, setup
+from .lookups import CheckedChangeList, DeclaredLookupsOnly
 
 RETRY_RULE = "only failed or cancelled jobs can be retried"
 CANCEL_RULE = "only ready jobs can be cancelled; a running job is not interrupted"
@@ -63,8 +72,32 @@ class AtLeast(int):
         return f"{int(self):,}+"
 
 
-class JobChangeList(ChangeList):
+class JobChangeList(CheckedChangeList):
     """Prints a capped count as "10,000+" (results, pagination, "select all")."""
+
+    def get_ordering_field(self, field_name: Any) -> Any:
+        """Only ``sortable_by`` columns: ``?o=`` never sorts the whole table by another."""
+        if field_name not in (self.sortable_by or ()):
+            return None
+        return super().get_ordering_field(field_name)
+
+    def get_ordering(self, request: HttpRequest, queryset: QuerySet[Any]) -> list[Any]:
+        """Django's; an ``?o=`` naming no sortable column keeps the default order (newest first)."""
+        ordering = list(super().get_ordering(request, queryset))
+        return ordering or list(self.model_admin.get_ordering(request))
+
+    def get_filters(self, request: HttpRequest) -> Any:
+        """Django's; a schedule id no column can hold is an invalid lookup (SQLite fails on it)."""
+        found = super().get_filters(request)
+        low, high = setup.connection().ops.integer_field_range("BigAutoField")
+        for value in self.get_filters_params().get("schedule__exact", []):
+            try:
+                number = int(value)
+            except ValueError:
+                continue  # Django's own conversion refuses it
+            if not low <= number <= high:
+                raise IncorrectLookupParameters(f"schedule__exact: {value} is out of range.")
+        return found
 
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
@@ -110,17 +143,72 @@ class TaskFilter(FixedChoicesFilter):
         return registry.registered_paths()
 
 
+class EnqueuedFilter(admin.DateFieldListFilter):
+    """Django's date filter; a date typed without a time zone is read in the current one.
+
+    Django's own links carry an offset. A hand-typed ``?enqueued_at__gte=2024-05-01``
+    would reach the query naive, so it is read as a form's date-time field
+    reads it; a value that is no date gets the admin's "invalid lookup" answer.
+    """
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        given: dict[str, Any] = self.used_parameters
+        try:
+            self.used_parameters = {
+                name: [self.moment(value) for value in values] for name, values in given.items()
+            }
+        except (ValidationError, OverflowError) as error:
+            raise IncorrectLookupParameters(error) from error
+        return cast(QuerySet[Any], super().queryset(request, queryset))
+
+    @staticmethod
+    def moment(value: str) -> datetime | None:
+        """The time a parameter names; ``OverflowError`` if it is not one in UTC (year 0)."""
+        when = forms.DateTimeField().to_python(value)
+        if when is not None:
+            when.astimezone(UTC)  # the database is written in UTC (SQLite converts, and fails)
+        return when
+
+
 def sensitive_task_paths() -> list[str]:
     """Paths of registered tasks that declare ``sensitive`` arguments."""
-    found = []
-    for task_path in registry.registered_paths():
-        task = registry.lookup(task_path)
-        if task is not None and getattr(task, "sensitive", None):
-            found.append(task_path)
-    return found
+    return [task_path for task_path in registry.registered_paths() if is_sensitive(task_path)]
 
 
-class JobAdmin(admin.ModelAdmin):
+def is_job_id(text: str) -> bool:
+    """Whether ``text`` reads as a job id: ASCII digits only (``"²".isdigit()`` is true)."""
+    return text.isascii() and text.isdigit()
+
+
+def worker_links(ids: list[Any]) -> SafeString:
+    """Links to workers' pages; an id that is not text or a number is shown, unlinked."""
+    return format_html_join(
+        ", ",
+        "{}",
+        (
+            (
+                format_html(
+                    '<a href="{}">{}</a>',
+                    reverse("admin:django_dbtasks_worker_change", args=[quote(str(w))]),
+                    w,
+                )
+                if isinstance(w, str | int) and not isinstance(w, bool) and str(w)
+                else display.json_text(w),
+            )
+            for w in ids
+        ),
+    )
+
+
+def error_lines(entry: Any) -> tuple[str, str]:
+    """One failed attempt's summary and traceback; an entry of the wrong shape, as stored."""
+    if not isinstance(entry, dict):
+        return "Malformed entry, shown as stored:", display.json_text(entry)
+    summary = entry.get("message") or entry.get("exception_class_path") or ""
+    return display.printable(summary), display.printable(entry.get("traceback") or "")
+
+
+class JobAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
     list_display = [
         "id",
         "task",
@@ -136,7 +224,9 @@ class JobAdmin(admin.ModelAdmin):
         "call_column",
     ]
     list_display_links = ["id", "task"]
-    list_filter = ["status", QueueFilter, TaskFilter, ("enqueued_at", admin.DateFieldListFilter)]
+    list_filter = ["status", QueueFilter, TaskFilter, ("enqueued_at", EnqueuedFilter)]
+    # A worker's "running jobs" link, and a schedule's "jobs of this schedule".
+    linked_lookups = frozenset({"claimed_by", "schedule__exact"})
     search_fields = ["task_path"]  # shows the box; get_search_results does the searching
     search_help_text = "A job id, part of a task path, or text in the arguments."
     sortable_by = ["id"]
@@ -159,7 +249,7 @@ class JobAdmin(admin.ModelAdmin):
                     "priority",
                     "schedule_link",
                     "scheduled_for",
-                    "unique_key",
+                    "unique_key_display",
                 ]
             },
         ),
@@ -237,7 +327,7 @@ class JobAdmin(admin.ModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        if term.lstrip("#").isdigit():
+        if is_job_id(term.lstrip("#")):
             return queryset.filter(pk=int(term.lstrip("#"))), False
         queryset = queryset.annotate(
             _args_text=Cast("args", TextField()), _kwargs_text=Cast("kwargs", TextField())
@@ -293,11 +383,13 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.display(description="worker")
     def worker_column(self, job: Job) -> SafeString | str:
-        worker_id = job.claimed_by or (job.worker_ids[-1] if job.worker_ids else "")
-        if not worker_id:
-            return "–"
-        url = reverse("admin:django_dbtasks_worker_change", args=[worker_id])
-        return format_html('<a href="{}">{}</a>', url, worker_id)
+        """Who holds the job now, else who ran it last."""
+        ran: Any = job.worker_ids
+        if job.claimed_by:
+            return worker_links([job.claimed_by])
+        if isinstance(ran, list) and ran:
+            return worker_links(ran[-1:])
+        return "–" if ran in (None, []) else "malformed"
 
     @admin.display(description="arguments")
     def call_column(self, job: Job) -> str:
@@ -308,11 +400,26 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.display(description="args")
     def args_display(self, job: Job) -> SafeString:
-        return display.pretty_json(redact_job(job.task_path, job.args, job.kwargs)[0])
+        args = redact_job(job.task_path, job.args, job.kwargs)[0]
+        if not isinstance(job.args, list):
+            return display.malformed("args should be a JSON list", args)
+        return display.pretty_json(args)
 
     @admin.display(description="kwargs")
     def kwargs_display(self, job: Job) -> SafeString:
-        return display.pretty_json(redact_job(job.task_path, job.args, job.kwargs)[1])
+        kwargs = redact_job(job.task_path, job.args, job.kwargs)[1]
+        if not isinstance(job.kwargs, dict):
+            return display.malformed("kwargs should be a JSON object", kwargs)
+        return display.pretty_json(kwargs)
+
+    @admin.display(description="unique key")
+    def unique_key_display(self, job: Job) -> str:
+        """The key, except a sensitive task's: it is a function of the secret arguments."""
+        if job.unique_key is None:
+            return "–"
+        if is_sensitive(job.task_path):
+            return f"{REDACTED} (the task has sensitive arguments)"
+        return job.unique_key
 
     @admin.display(description="return value")
     def return_value_display(self, job: Job) -> SafeString | str:
@@ -323,20 +430,18 @@ class JobAdmin(admin.ModelAdmin):
     @admin.display(description="errors")
     def errors_display(self, job: Job) -> SafeString | str:
         """Every failed attempt, oldest first: its one-line summary and its traceback."""
-        entries = job.error_entries()
-        if not entries:
+        errors: Any = job.errors
+        if errors is None or errors == []:
             return "–"
+        if not isinstance(errors, list):
+            return display.malformed("errors should be a JSON list", errors)
         return format_html_join(
             "",
             '<div class="dbtasks-error"><p><strong>{}.</strong> {}</p>'
             '<pre class="dbtasks-traceback">{}</pre></div>',
             (
-                (
-                    f"Attempt {number}",
-                    entry.get("message") or entry.get("exception_class_path", ""),
-                    entry.get("traceback", ""),
-                )
-                for number, entry in enumerate(entries, start=1)
+                (f"Attempt {number}", *error_lines(entry))
+                for number, entry in enumerate(errors, start=1)
             ),
         )
 
@@ -349,13 +454,12 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.display(description="workers")
     def workers_display(self, job: Job) -> SafeString | str:
-        if not job.worker_ids:
+        ran: Any = job.worker_ids
+        if ran is None or ran == []:
             return "–"
-        return format_html_join(
-            ", ",
-            '<a href="{}">{}</a>',
-            ((reverse("admin:django_dbtasks_worker_change", args=[w]), w) for w in job.worker_ids),
-        )
+        if not isinstance(ran, list):
+            return display.malformed("worker_ids should be a JSON list", ran)
+        return worker_links(ran)
 
     # Actions
 

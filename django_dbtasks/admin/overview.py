@@ -23,6 +23,7 @@ from django.template.response import TemplateResponse
 from .. import queries
 from ..models import Worker
 from . import display, setup
+from .workers import queue_names
 
 #: Minutes the chart and the "last hour" figures cover.
 WINDOW = 60
@@ -113,7 +114,7 @@ def collect(now: datetime | None = None) -> list[QueueStats]:
             entry.cancelled_window += count
     now = now or queries.database_now(connection)
     for worker in live_workers(now):
-        for name in worker.queues:
+        for name in queue_names(worker):
             queue(name).workers.append(worker)
     return [stats[name] for name in sorted(stats)]
 
@@ -159,6 +160,13 @@ def chart(entry: QueueStats, width: int = 600, height: int = 120) -> dict[str, A
     return {"bars": bars, "width": width, "height": height, "bar_width": step - 1, "peak": peak}
 
 
+def refresh_seconds(value: str) -> int:
+    """``?refresh=N``: whole seconds under an hour, 0 to stop; anything else is ignored."""
+    if value.isascii() and value.isdigit() and int(value) < 3600:
+        return int(value)
+    return REFRESH
+
+
 def overview_view(model_admin: Any) -> Callable[[HttpRequest], HttpResponse]:
     """The view, bound to the job admin (its permissions, its admin site)."""
 
@@ -166,14 +174,13 @@ def overview_view(model_admin: Any) -> Callable[[HttpRequest], HttpResponse]:
         if not model_admin.has_view_permission(request):
             raise PermissionDenied
         queues = collect()
-        refresh = request.GET.get("refresh", "")
         context = {
             **model_admin.admin_site.each_context(request),
             "title": "Task queues",
             "opts": model_admin.model._meta,
             "queues": [(entry, chart(entry)) for entry in queues],
             "window": WINDOW,
-            "refresh": int(refresh) if refresh.isdigit() and int(refresh) < 3600 else REFRESH,
+            "refresh": refresh_seconds(request.GET.get("refresh", "")),
             "liveness": setup.liveness_seconds(),
             # Django 6 writes breadcrumbs as a list, 5.2 as a line of links.
             "list_breadcrumbs": django.VERSION >= (6, 0),

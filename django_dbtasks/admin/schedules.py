@@ -2,26 +2,116 @@
 
 The task is a choice among the registered tasks, never free text: a schedule
 can only ever run a function decorated with ``@task``. Validation is
-``Schedule.clean()``'s (cron expression, timezone, task), shown at each field.
+``Schedule.clean()``'s (cron expression, timezone, task, priority, queue,
+arguments), shown at each field; ``args``/``kwargs`` text that is not JSON
+(NaN, nesting too deep to parse) is refused by the form fields below. A stored
+schedule that has broken since is shown as such, with the reason, in the list
+and on its page, and "Fire now" refuses it.
 """
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import OuterRef, QuerySet, Subquery
+from django.forms.fields import InvalidJSONInput, JSONString
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from .. import cron, registry
-from ..models import Job, JobStatus, Schedule
-from ..scheduler import Scheduler
+from ..models import Job, JobStatus, Schedule, UnreadableJSON
+from ..scheduler import InvalidSchedule, Scheduler
 from ..sensitive import redact_job
+from ..serialization import MAX_NESTING, deeper_than
 from . import display, setup
+from .lookups import DeclaredLookupsOnly
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON; write a number, or null for no value.")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text} is too large for a number (it would be Infinity, not JSON).")
+    return number
+
+
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits())
+        raise ValueError(
+            f"a number of {len(text)} digits is too long; pass it as a string."
+        ) from None
+
+
+def _too_deep() -> ValidationError:
+    return ValidationError(
+        f"Lists or dicts are nested more than {MAX_NESTING} levels deep: pass a flatter "
+        "structure, or store the data (a model, a file) and pass its key.",
+        code="invalid",
+    )
+
+
+class ArgumentsField(forms.JSONField):
+    """A schedule's ``args`` as JSON text; empty means none, NaN and deep nesting are refused."""
+
+    empty: Callable[[], Any] = list
+
+    def __init__(self, **kwargs: Any) -> None:
+        # Typed text is parsed strictly below; the model's lenient decoder is for stored rows.
+        super().__init__(**{**kwargs, "decoder": None})
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, UnreadableJSON):
+            return InvalidJSONInput(value)  # the stored text, as it is, to be rewritten
+        return super().prepare_value(value)
+
+    def to_python(self, value: Any) -> Any:
+        if self.disabled:
+            return super().to_python(value)
+        if value in self.empty_values:
+            return self.empty()
+        if not isinstance(value, str) or isinstance(value, JSONString):
+            return super().to_python(value)  # already parsed
+        try:
+            converted = json.loads(
+                value,
+                parse_constant=_refuse_constant,
+                parse_float=_finite_float,
+                parse_int=_whole_number,
+            )
+        except json.JSONDecodeError:
+            raise ValidationError(self.error_messages["invalid"], code="invalid") from None
+        except RecursionError:
+            raise _too_deep() from None
+        except ValueError as error:
+            raise ValidationError(str(error), code="invalid") from None
+        if deeper_than(converted, MAX_NESTING):
+            raise _too_deep()
+        return JSONString(converted) if isinstance(converted, str) else converted
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        try:
+            return super().bound_data(data, initial)
+        except (ValueError, RecursionError):  # shown again as typed
+            return InvalidJSONInput(data)
+
+
+class KeywordArgumentsField(ArgumentsField):
+    """A schedule's ``kwargs`` as JSON text; empty means none."""
+
+    empty = dict
 
 
 class ScheduleForm(forms.ModelForm):
@@ -43,6 +133,7 @@ class ScheduleForm(forms.ModelForm):
             "queue_name",
             "priority",
         ]
+        field_classes = {"args": ArgumentsField, "kwargs": KeywordArgumentsField}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -56,7 +147,7 @@ class ScheduleForm(forms.ModelForm):
         field.choices = choices
 
 
-class ScheduleAdmin(admin.ModelAdmin):
+class ScheduleAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
     form = ScheduleForm
     list_display = [
         "name",
@@ -68,11 +159,13 @@ class ScheduleAdmin(admin.ModelAdmin):
         "next_fire_at",
         "last_fire_at",
         "last_outcome",
+        "health",
     ]
     list_filter = ["enabled", "from_code"]
     search_fields = ["name", "task_path"]
     actions = ["enable_schedules", "disable_schedules", "fire_now"]
     readonly_fields = [
+        "health",
         "description",
         "upcoming",
         "next_fire_at",
@@ -82,7 +175,7 @@ class ScheduleAdmin(admin.ModelAdmin):
         "from_code",
     ]
     fieldsets = [
-        (None, {"fields": ["name", "task_path", "enabled"]}),
+        (None, {"fields": ["name", "task_path", "enabled", "health"]}),
         ("When", {"fields": ["cron", "timezone", "missed", "description", "upcoming"]}),
         ("Call", {"fields": ["args", "kwargs", "queue_name", "priority"]}),
         ("History", {"fields": ["last_fire_at", "last_outcome", "jobs_link", "from_code"]}),
@@ -134,6 +227,21 @@ class ScheduleAdmin(admin.ModelAdmin):
                 last_job_id=Subquery(last_job.values("pk")[:1]),
                 last_job_status=Subquery(last_job.values("status")[:1]),
             )
+        )
+
+    @admin.display(description="health")
+    def health(self, schedule: Schedule) -> SafeString | str:
+        """ "OK", or "Broken" and why: what the scheduler checks before each fire."""
+        if schedule.pk is None:
+            return "–"
+        reason = schedule.broken_reason()
+        if not reason:
+            return "OK"
+        return format_html(
+            '<span class="dbtasks-status dbtasks-status-broken" style="background:{}">'
+            "Broken</span> {} (not fired until fixed)",
+            display.STATUS_COLOURS["FAILED"],
+            reason,
         )
 
     @admin.display(description="description")
@@ -204,7 +312,7 @@ class ScheduleAdmin(admin.ModelAdmin):
         for schedule in queryset:
             try:
                 job = scheduler.fire_now(schedule)
-            except LookupError as error:
+            except (LookupError, InvalidSchedule) as error:
                 self.message_user(request, f"{schedule.name}: {error}", messages.ERROR)
                 continue
             url = reverse("admin:django_dbtasks_job_change", args=[job.pk])

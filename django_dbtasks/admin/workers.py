@@ -6,16 +6,19 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 
 from ..models import Job, JobStatus, Worker
 from . import display, setup
+from .lookups import CheckedChangeList, DeclaredLookupsOnly
 
 DETAIL_FIELDS = [
     "id",
@@ -58,7 +61,17 @@ class StateFilter(admin.SimpleListFilter):
         return queryset
 
 
-class WorkerAdmin(admin.ModelAdmin):
+def queue_names(worker: Worker) -> list[str]:
+    """The worker's queues; a stored value of the wrong shape gives the names it holds."""
+    queues: Any = worker.queues
+    if isinstance(queues, str):
+        return [queues]
+    if not isinstance(queues, list):
+        return []
+    return [name for name in queues if isinstance(name, str)]
+
+
+class WorkerAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
     list_display = [
         "id",
         "state_column",
@@ -85,6 +98,9 @@ class WorkerAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # dead workers' rows are removed after WORKER_RETENTION
 
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return CheckedChangeList
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         """Each worker with its RUNNING job count (the small partial index of RUNNING rows)."""
         running = (
@@ -106,7 +122,9 @@ class WorkerAdmin(admin.ModelAdmin):
 
     @admin.display(description="queues")
     def queues_column(self, worker: Worker) -> str:
-        return ", ".join(worker.queues)
+        if queue_names(worker) == worker.queues:
+            return ", ".join(worker.queues)
+        return f"malformed: {display.json_text(worker.queues)}"
 
     @admin.display(description="heartbeat")
     def heartbeat_ago(self, worker: Worker) -> str:
@@ -114,13 +132,9 @@ class WorkerAdmin(admin.ModelAdmin):
 
     @admin.display(description="current jobs")
     def current_jobs(self, worker: Any) -> SafeString:
-        url = reverse("admin:django_dbtasks_job_changelist")
-        return format_html(
-            '<a href="{}?status__exact=RUNNING&claimed_by={}">{} running</a>',
-            url,
-            worker.id,
-            getattr(worker, "running", 0),
-        )
+        query = urlencode({"status__exact": JobStatus.RUNNING, "claimed_by": worker.id})
+        url = f"{reverse('admin:django_dbtasks_job_changelist')}?{query}"
+        return format_html('<a href="{}">{} running</a>', url, getattr(worker, "running", 0))
 
     @admin.display(description="running jobs")
     def running_jobs(self, worker: Worker) -> SafeString | str:
