@@ -205,6 +205,8 @@ class Worker(models.Model):
     """One ``runtasks`` process, live or recently dead, known by its heartbeat."""
 
     id = models.CharField(max_length=64, primary_key=True)
+    # The TASKS alias whose jobs it runs (``runtasks --backend``).
+    backend = models.CharField(max_length=64, default="default", db_default="default")
     hostname = models.CharField(max_length=255)
     pid = models.IntegerField()
     queues = models.JSONField(default=list)

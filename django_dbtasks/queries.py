@@ -493,14 +493,15 @@ def register_worker(
     pid: int,
     queues: list[str],
     concurrency: int,
+    backend: str = "default",
 ) -> None:
     d = Dialect(connection)
     sql = (
-        f"INSERT INTO {WORKER} (id, hostname, pid, queues, concurrency, started_at, "
-        f"last_heartbeat_at) VALUES (%s, %s, %s, %s, %s, {d.now}, {d.now})"
+        f"INSERT INTO {WORKER} (id, backend, hostname, pid, queues, concurrency, started_at, "
+        f"last_heartbeat_at) VALUES (%s, %s, %s, %s, %s, %s, {d.now}, {d.now})"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [worker_id, hostname, pid, json.dumps(queues), concurrency])
+        cursor.execute(sql, [worker_id, backend, hostname, pid, json.dumps(queues), concurrency])
 
 
 def heartbeat(
@@ -753,8 +754,10 @@ def cancel_many(
         return [row[0] for row in cursor.fetchall()]
 
 
-def ready_stats(connection: BaseDatabaseWrapper) -> list[tuple[str, int, int, float | None]]:
-    """Per queue: READY jobs, how many are due now, and the oldest due one's wait in seconds.
+def ready_stats(
+    connection: BaseDatabaseWrapper,
+) -> list[tuple[tuple[str, str], int, int, float | None]]:
+    """Per ``(alias, queue)``: READY jobs, how many are due, the oldest due one's wait (s).
 
     Reads only READY rows (the partial index ``dbtasks_job_ready`` holds
     exactly those), so its cost follows the backlog, not the table's history.
@@ -768,30 +771,37 @@ def ready_stats(connection: BaseDatabaseWrapper) -> list[tuple[str, int, int, fl
             f"{d.now} THEN run_after END))) * 86400.0"
         )
     sql = (
-        f"SELECT queue_name, COUNT(*), SUM(CASE WHEN run_after <= {d.now} THEN 1 ELSE 0 END), "
-        f"{wait} FROM {JOB} WHERE status = 'READY' GROUP BY queue_name"
+        f"SELECT backend, queue_name, COUNT(*), "
+        f"SUM(CASE WHEN run_after <= {d.now} THEN 1 ELSE 0 END), "
+        f"{wait} FROM {JOB} WHERE status = 'READY' GROUP BY backend, queue_name"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [])
         return [
-            (row[0], int(row[1]), int(row[2] or 0), None if row[3] is None else float(row[3]))
+            (
+                (row[0], row[1]),
+                int(row[2]),
+                int(row[3] or 0),
+                None if row[4] is None else float(row[4]),
+            )
             for row in cursor.fetchall()
         ]
 
 
-def running_counts(connection: BaseDatabaseWrapper) -> dict[str, int]:
-    """RUNNING jobs per queue (the partial index ``dbtasks_job_running_lease`` holds them)."""
+def running_counts(connection: BaseDatabaseWrapper) -> dict[tuple[str, str], int]:
+    """RUNNING jobs per ``(alias, queue)`` (the partial index ``dbtasks_job_running_lease``)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT queue_name, COUNT(*) FROM {JOB} WHERE status = 'RUNNING' GROUP BY queue_name"
+            f"SELECT backend, queue_name, COUNT(*) FROM {JOB} WHERE status = 'RUNNING' "
+            f"GROUP BY backend, queue_name"
         )
-        return {row[0]: int(row[1]) for row in cursor.fetchall()}
+        return {(row[0], row[1]): int(row[2]) for row in cursor.fetchall()}
 
 
 def finished_per_minute(
     connection: BaseDatabaseWrapper, minutes: int
-) -> list[tuple[str, str, int, int]]:
-    """Jobs finished in the last ``minutes``: ``(queue, status, minutes_ago, count)`` rows.
+) -> list[tuple[tuple[str, str], str, int, int]]:
+    """Jobs finished lately: ``((alias, queue), status, minutes_ago, count)`` rows.
 
     A range condition on ``finished_at`` with the finished statuses, so the
     partial index ``dbtasks_job_finished`` is used: the cost follows the
@@ -804,17 +814,19 @@ def finished_per_minute(
     else:
         ago = "CAST((julianday('now') - julianday(finished_at)) * 1440 AS INTEGER)"
     sql = (
-        f"SELECT queue_name, status, {ago} AS ago, COUNT(*) FROM {JOB} "
+        f"SELECT backend, queue_name, status, {ago} AS ago, COUNT(*) FROM {JOB} "
         f"WHERE status IN ('SUCCESSFUL', 'FAILED', 'CANCELLED') "
-        f"AND finished_at >= {d.now_plus()} GROUP BY queue_name, status, ago"
+        f"AND finished_at >= {d.now_plus()} GROUP BY backend, queue_name, status, ago"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [d.seconds(-60 * minutes)])
-        return [(row[0], row[1], int(row[2]), int(row[3])) for row in cursor.fetchall()]
+        return [((row[0], row[1]), row[2], int(row[3]), int(row[4])) for row in cursor.fetchall()]
 
 
-def failed_and_cancelled_counts(connection: BaseDatabaseWrapper) -> dict[tuple[str, str], int]:
-    """FAILED and CANCELLED jobs of all time, per ``(queue, status)``.
+def failed_and_cancelled_counts(
+    connection: BaseDatabaseWrapper,
+) -> dict[tuple[tuple[str, str], str], int]:
+    """FAILED and CANCELLED jobs of all time, per ``((alias, queue), status)``.
 
     These are the rows an operator acts on, and few: the partial index
     ``dbtasks_job_failed`` holds exactly them, so this stays cheap however
@@ -822,7 +834,7 @@ def failed_and_cancelled_counts(connection: BaseDatabaseWrapper) -> dict[tuple[s
     """
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT queue_name, status, COUNT(*) FROM {JOB} "
-            f"WHERE status IN ('FAILED', 'CANCELLED') GROUP BY queue_name, status"
+            f"SELECT backend, queue_name, status, COUNT(*) FROM {JOB} "
+            f"WHERE status IN ('FAILED', 'CANCELLED') GROUP BY backend, queue_name, status"
         )
-        return {(row[0], row[1]): int(row[2]) for row in cursor.fetchall()}
+        return {((row[0], row[1]), row[2]): int(row[3]) for row in cursor.fetchall()}

@@ -171,6 +171,7 @@ class Worker:
             os.getpid(),
             self.settings.queues,
             self.settings.concurrency,
+            self.backend.alias,
         )
         if self.scheduler is not None:
             self.scheduler.sync_declared()

@@ -319,7 +319,7 @@ def test_non_staff_users_are_sent_to_the_login_page():
 
 
 def _stat(page: str, queue: str, name: str) -> str:
-    row = re.search(rf'<tr data-queue="{queue}">(.*?)</tr>', page, re.S)
+    row = re.search(rf'<tr data-queue="{queue}"[^>]*>(.*?)</tr>', page, re.S)
     assert row, queue
     cell = re.search(rf'data-stat="{name}">(?:<a [^>]*>)?([^<]*)<', row.group(1))
     assert cell, name

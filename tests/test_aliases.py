@@ -125,3 +125,29 @@ def test_empty_queues_accept_any_name_and_a_worker_serves_every_queue():
     assert "queues=*" in finished.stderr
     statuses = Job.objects.filter(pk__in=anywhere).values_list("status", flat=True)
     assert list(statuses) == [JobStatus.SUCCESSFUL] * 3
+
+
+@override_settings(TASKS=two_aliases())
+def test_the_admin_shows_filters_and_counts_each_alias_apart():
+    from django.contrib.auth.models import User
+    from django.test import Client
+    from django.urls import reverse
+
+    from django_dbtasks.admin.overview import collect
+
+    tasks.add.using(backend="reports").enqueue_many([((1, 2), {})] * 3)
+    tasks.add.enqueue(1, 2)
+    admin = Client()
+    admin.force_login(User.objects.create(username="op", is_staff=True, is_superuser=True))
+    jobs = reverse("admin:django_dbtasks_job_changelist")
+
+    page = admin.get(jobs, {"backend": "reports"}).content.decode()
+    assert page.count('class="field-backend">reports<') == 3
+    assert 'class="field-backend">default<' not in page
+    assert "By alias" in admin.get(jobs).content.decode()
+
+    rows = {(entry.alias, entry.name): entry for entry in collect()}
+    assert (rows["reports", "default"].ready, rows["default", "default"].ready) == (3, 1)
+    assert rows["reports", "default"].label == "reports / default"
+    overview = admin.get(reverse("admin:django_dbtasks_job_overview")).content.decode()
+    assert "reports / default" in overview and 'data-alias="reports"' in overview

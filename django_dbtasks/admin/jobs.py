@@ -132,6 +132,17 @@ class QueueFilter(FixedChoicesFilter):
         return list(setup.configured_queues())
 
 
+class AliasFilter(FixedChoicesFilter):
+    """The TASKS aliases of this backend: jobs of aliases sharing the database, apart."""
+
+    title = "alias"
+    parameter_name = "backend"
+    field = "backend"
+
+    def choices_from_configuration(self) -> list[str]:
+        return setup.configured_aliases()
+
+
 class TaskFilter(FixedChoicesFilter):
     """The registered tasks, by path (no ``SELECT DISTINCT`` over the table)."""
 
@@ -224,7 +235,21 @@ class JobAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
         "call_column",
     ]
     list_display_links = ["id", "task"]
-    list_filter = ["status", QueueFilter, TaskFilter, ("enqueued_at", EnqueuedFilter)]
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        """The alias column appears once the project has several aliases of this backend."""
+        columns = list(super().get_list_display(request))
+        if len(setup.configured_aliases()) > 1:
+            columns.insert(columns.index("queue_column"), "backend")
+        return columns
+
+    list_filter = [
+        "status",
+        AliasFilter,
+        QueueFilter,
+        TaskFilter,
+        ("enqueued_at", EnqueuedFilter),
+    ]
     # A worker's "running jobs" link, and a schedule's "jobs of this schedule".
     linked_lookups = frozenset({"claimed_by", "schedule__exact"})
     search_fields = ["task_path"]  # shows the box; get_search_results does the searching
@@ -245,6 +270,7 @@ class JobAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
                     "id",
                     "task_path",
                     "status_column",
+                    "backend",
                     "queue_name",
                     "priority",
                     "schedule_link",

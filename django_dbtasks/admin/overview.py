@@ -46,6 +46,9 @@ class Bar:
 @dataclass
 class QueueStats:
     name: str
+    #: The TASKS alias; the page names it only when the project has several.
+    alias: str = "default"
+    label: str = ""
     ready: int = 0
     due: int = 0
     oldest_wait: float | None = None
@@ -82,27 +85,28 @@ class QueueStats:
 
 
 def collect(now: datetime | None = None) -> list[QueueStats]:
-    """The overview's numbers: one ``QueueStats`` per configured or seen queue, by name."""
+    """The overview's numbers: one ``QueueStats`` per configured or seen alias and queue."""
     connection = setup.connection()
-    stats: dict[str, QueueStats] = {}
+    stats: dict[tuple[str, str], QueueStats] = {}
 
-    def queue(name: str) -> QueueStats:
-        return stats.setdefault(name, QueueStats(name))
+    def queue(key: tuple[str, str]) -> QueueStats:
+        return stats.setdefault(key, QueueStats(name=key[1], alias=key[0]))
 
-    for name in setup.configured_queues():
-        queue(name)
-    for name, ready, due, wait in queries.ready_stats(connection):
-        entry = queue(name)
+    for alias, names in setup.configured_queues_by_alias().items():
+        for name in names:
+            queue((alias, name))
+    for key, ready, due, wait in queries.ready_stats(connection):
+        entry = queue(key)
         entry.ready, entry.due, entry.oldest_wait = ready, due, wait
-    for name, running in queries.running_counts(connection).items():
-        queue(name).running = running
-    for (name, status), count in queries.failed_and_cancelled_counts(connection).items():
+    for key, running in queries.running_counts(connection).items():
+        queue(key).running = running
+    for (key, status), count in queries.failed_and_cancelled_counts(connection).items():
         if status == "FAILED":
-            queue(name).failed_total = count
+            queue(key).failed_total = count
         else:
-            queue(name).cancelled_total = count
-    for name, status, minutes_ago, count in queries.finished_per_minute(connection, WINDOW):
-        entry = queue(name)
+            queue(key).cancelled_total = count
+    for key, status, minutes_ago, count in queries.finished_per_minute(connection, WINDOW):
+        entry = queue(key)
         minute = min(max(minutes_ago, 0), WINDOW - 1)
         if status == "SUCCESSFUL":
             entry.successful_window += count
@@ -115,8 +119,11 @@ def collect(now: datetime | None = None) -> list[QueueStats]:
     now = now or queries.database_now(connection)
     for worker in live_workers(now):
         for name in queue_names(worker):
-            queue(name).workers.append(worker)
-    return [stats[name] for name in sorted(stats)]
+            queue((str(worker.backend), name)).workers.append(worker)
+    several = len({alias for alias, _ in stats}) > 1
+    for (alias, name), entry in stats.items():
+        entry.label = f"{alias} / {name}" if several else name
+    return [stats[key] for key in sorted(stats)]
 
 
 def live_workers(now: datetime) -> list[Worker]:

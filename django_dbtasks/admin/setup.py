@@ -43,6 +43,15 @@ def configured_queues() -> list[str]:
     return sorted(names)
 
 
+def configured_queues_by_alias() -> dict[str, list[str]]:
+    """Each configured alias of our backend, and the queues its TASKS entry names."""
+    return {backend.alias: sorted(getattr(backend, "queues", ())) for backend in _backends()}
+
+
+def configured_aliases() -> list[str]:
+    return sorted(backend.alias for backend in _backends())
+
+
 def liveness_seconds() -> float:
     """Seconds without a heartbeat after which a worker counts as dead: the longest LEASE.
 
