@@ -18,6 +18,7 @@ from .base import DbTask, DbTaskResult
 from .compat import TaskContext, TaskResultStatus
 from .exceptions import TaskNotRegistered, exception_path
 from .queries import ClaimedJob
+from .conf import Options
 from .serialization import dumps_return_value
 
 #: Longest traceback kept per failed attempt (its start and its end are kept).
@@ -118,8 +119,9 @@ def _call(job: ClaimedJob) -> str:
         else:
             context: Any = TaskContext(task_result=running_result(task, job))
             value = task.call(context, *job.args, **job.kwargs)
-    config = getattr(backend, "config", None)
-    return dumps_return_value(value, config.MAX_RESULT_BYTES if config else 1024 * 1024)
+    # Django's own @task may name another backend; ours has the option, others the default.
+    config = getattr(backend, "config", Options())
+    return dumps_return_value(value, config.MAX_RESULT_BYTES)
 
 
 def run(job: ClaimedJob) -> Outcome:
