@@ -274,7 +274,7 @@ class Pool:
         """How many jobs the pool holds (cheap: no list is built)."""
         return sum(len(child.jobs) for child in self.children) + len(self.backlog)
 
-    def running(self) -> list[ClaimedJob]:
+    def held(self) -> list[ClaimedJob]:
         """Every job the pool holds: running, queued in a child, or in the backlog."""
         jobs = [job for child in self.children for job in child.jobs]
         return jobs + list(self.backlog)

@@ -405,6 +405,17 @@ def fail_attempt(
     return None if row is None else str(row[0])
 
 
+def fail_many(  # MERGE: the helper's one-statement version replaces this
+    connection: BaseDatabaseWrapper, failures: list[tuple[int, str, dict[str, Any], float | None]]
+) -> dict[int, str]:
+    statuses = {}
+    for job_id, token, error, retry_in in failures:
+        status = fail_attempt(connection, job_id, token, error, retry_in)
+        if status is not None:
+            statuses[job_id] = status
+    return statuses
+
+
 def release(
     connection: BaseDatabaseWrapper, worker_id: str, keep_tokens: list[str] | tuple = ()
 ) -> int:

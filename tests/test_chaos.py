@@ -145,7 +145,7 @@ def unfinished() -> list[Job]:
 
 
 def started_or_exited(worker: WorkerProcess) -> bool:
-    return " started host=" in worker.output() or worker.process.poll() is not None
+    return "event=started host=" in worker.output() or worker.process.poll() is not None
 
 
 def serve_until_finished(start: Callable[[], WorkerProcess], run: ChaosRun) -> None:

@@ -21,12 +21,12 @@ def test_a_code_change_restarts_the_worker_which_goes_on_working(start_worker, t
     probe.write_text("VERSION = 1\n")
     pythonpath = f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
     worker = start_worker("--reload", DBTASKS_TEST_IMPORT="reload_probe", PYTHONPATH=pythonpath)
-    wait_until(lambda: worker.output().count(" started host=") == 1, timeout=30)
+    wait_until(lambda: worker.output().count("event=started host=") == 1, timeout=30)
     first = Worker.objects.get()
     time.sleep(1.5)  # the watcher's first snapshot of modification times
 
     probe.write_text("VERSION = 2\n")
-    wait_until(lambda: worker.output().count(" started host=") == 2, timeout=30)
+    wait_until(lambda: worker.output().count("event=started host=") == 2, timeout=30)
     assert "reload_probe.py changed: stopping the worker to reload it." in worker.output()
     second = Worker.objects.exclude(pk=first.pk).get()
     assert second.pid != first.pid

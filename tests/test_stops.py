@@ -175,7 +175,7 @@ def test_a_stop_sent_to_the_whole_group_lets_running_jobs_finish(start_worker, s
     for label in sleepers:  # the pool process that started each job finished it
         pids = set(Execution.objects.filter(label__startswith=label).values_list("pid", flat=True))
         assert len(pids) == 1, (label, pids)
-    assert "grace period of" not in worker.output()  # "... is over": jobs were cut short
+    assert "grace period over" not in worker.output()  # "... is over": jobs were cut short
     ran = {int(job_id) for job_id in Execution.objects.values_list("job_id", flat=True)}
     unstarted = Job.objects.filter(pk__in=[i for i in innocents if i not in ran])
     for job in unstarted:
@@ -330,8 +330,8 @@ def test_supervisorctl_restart_of_the_shipped_program_loses_no_running_job():
             assert_ran_once_and_succeeded(sleepers)
             for job_id in sleepers.values():
                 assert f"-{first_pid}-" in Job.objects.get(pk=job_id).worker_ids[0]
-            assert "got SIGTERM" in log, log
-            assert "grace period of" not in log, log
+            assert "signal=SIGTERM" in log, log
+            assert "grace period over" not in log, log
 
             second_pid = wait_until(lambda: running_pid(config, name), timeout=60)
             assert second_pid != first_pid
@@ -348,7 +348,7 @@ def test_supervisorctl_restart_of_the_shipped_program_loses_no_running_job():
 def test_idle_pool_processes_die_with_the_main_process(start_worker):
     worker = start_worker("--concurrency", "4")
     wait_until(lambda: len(children_of(worker.pid)) == 4, timeout=60)
-    wait_until(lambda: "started host=" in worker.output(), timeout=60)
+    wait_until(lambda: "event=started host=" in worker.output(), timeout=60)
 
     killed_at = time.monotonic()
     os.kill(worker.pid, signal.SIGKILL)  # the main process only, not its group
@@ -401,7 +401,7 @@ def test_a_pool_process_killed_during_the_stop_is_not_its_jobs_crash(start_worke
     [pool_process] = children_of(worker.pid)
 
     worker.signal(signal.SIGTERM)
-    wait_until(lambda: "got SIGTERM" in worker.output(), timeout=30)
+    wait_until(lambda: "signal=SIGTERM" in worker.output(), timeout=30)
     killed_at = time.monotonic()
     os.kill(pool_process, signal.SIGKILL)  # like a process manager's SIGKILL
 

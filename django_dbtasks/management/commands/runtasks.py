@@ -14,7 +14,7 @@ from django_dbtasks.conf import MAXIMUMS
 from django_dbtasks.durations import seconds_at_most, whole_number
 from django_dbtasks.management.backends import add_backend_argument, database_backend
 from django_dbtasks.reload import run_with_reload
-from django_dbtasks.worker import DatabaseUnavailable, Worker, WorkerSettings
+from django_dbtasks.worker import DatabaseUnavailable, WorkerLoop, WorkerOptions
 
 #: Most pool processes in one worker. Each is a forked copy of the worker (tens of
 #: MB once it has run a job, about 10 ms to start) and costs the main process three
@@ -133,9 +133,9 @@ class Command(BaseCommand):
         backend = database_backend(options["backend"])
         queues = self._queues(backend, options["queues"])
         self._configure_logging(options["verbosity"])
-        worker = Worker(
+        worker = WorkerLoop(
             backend,
-            WorkerSettings(
+            WorkerOptions(
                 queues=queues,
                 concurrency=options["concurrency"],
                 burst=options["burst"],
