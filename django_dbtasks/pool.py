@@ -45,6 +45,7 @@ from typing import Any
 from . import execution
 from .exceptions import JobTimedOut, WorkerCrashed
 from .execution import Outcome
+from .logfmt import Fields
 from .queries import ClaimedJob
 
 _fork = multiprocessing.get_context("fork")
@@ -376,7 +377,13 @@ class Pool:
                 if getattr(message, "job_id", None) != expected:
                     # Only a bug can cause this; the child is replaced, not trusted.
                     logger.error(
-                        "pool process %s sent %r for job %s", child.process.pid, message, expected
+                        "%s",
+                        Fields(
+                            pool_process=child.process.pid,
+                            event="unexpected message",
+                            message=repr(message),
+                            expected_job=expected,
+                        ),
                     )
                     self._kill(child)
                     break

@@ -27,6 +27,7 @@ from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from . import queries
+from .logfmt import Fields
 
 logger = logging.getLogger("django_dbtasks.progress")
 
@@ -78,7 +79,9 @@ def report_progress(percent: float, message: str = "") -> bool:
         )
     except DatabaseError as error:
         # Progress is for people watching; it must never fail the job itself.
-        logger.warning("job=%s progress not recorded: %s", run.job_id, error)
+        logger.warning(
+            "%s", Fields(job=run.job_id, event="progress not recorded", error=str(error))
+        )
         return False
 
 

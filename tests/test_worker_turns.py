@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -156,3 +157,44 @@ def test_enqueue_is_one_statement_and_so_is_a_bulk_enqueue():
         "INSERT"
     ]
     assert Job.objects.count() == 101
+
+
+def test_a_suspect_is_claimed_alone_and_the_others_after_it():
+    results = tasks.noop.enqueue_many([((), {})] * 5)
+    suspect = results[2]
+    Job.objects.filter(pk=suspect.id).update(crashes=1)  # its worker died holding it
+    with started() as loop:
+        warm(loop)
+        assert loop.suspect_waiting  # seen by the maintenance at start
+        alone = statements_of(loop)
+        assert [item.job.id for item in loop.outcomes.pending] == [int(suspect.id)]  # it ran ...
+        assert Job.objects.get(pk=suspect.id).status == JobStatus.RUNNING  # ... unwritten
+        write_only = statements_of(loop)  # nothing is claimed beside an unwritten suspect
+        none_left = statements_of(loop)  # the next suspect claim finds none
+        the_rest = statements_of(loop)
+
+    assert [kind(sql) for sql in alone] == ["claim"] and "LIMIT 1" in alone[0].replace(
+        "LIMIT %s", "LIMIT 1"
+    )
+    assert [kind(sql) for sql in write_only] == ["complete"]
+    assert [kind(sql) for sql in none_left] == ["claim"]
+    assert [kind(sql) for sql in the_rest] == ["claim"]
+    assert Job.objects.get(pk=suspect.id).crashes == 0
+    assert set(Job.objects.values_list("status", flat=True)) == {JobStatus.SUCCESSFUL}
+
+
+def test_an_outcome_whose_lease_was_lost_is_discarded(caplog):
+    result = tasks.add.enqueue(2, 3)
+    with started() as loop:
+        statements_of(loop)  # claimed, and run at the wait
+        # Meanwhile another worker rescued it and holds it under a new lease.
+        Job.objects.filter(pk=result.id).update(lease_token=uuid.uuid4())
+        with caplog.at_level("INFO", logger="django_dbtasks.worker"):
+            write_turn = statements_of(loop)
+        job = Job.objects.get(pk=result.id)
+
+    # The claim of one came back full, so this turn claims again beside the write.
+    assert [kind(sql) for sql in write_turn] == ["BEGIN", "complete", "claim", "COMMIT"]
+    assert job.status == JobStatus.RUNNING and job.return_value is None
+    assert f"job={result.id} task=tests.testapp.tasks.add outcome=DISCARDED" in caplog.text
+    assert loop.processed == 1
