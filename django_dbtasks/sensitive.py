@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .arguments import as_names, bind, check_names, positional_names
+from .signatures import as_names, bind, check_names, positional_names
 
 Sensitive = bool | str | Sequence[str] | None
 
