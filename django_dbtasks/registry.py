@@ -17,7 +17,7 @@ from django.utils.module_loading import autodiscover_modules
 
 from .sensitive import REDACTED
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # for annotations only: base imports this module to register each task
     from .base import DbTask
 
 _tasks: dict[str, DbTask] = {}

@@ -40,6 +40,7 @@ from ..models import Job, JobStatus
 from ..sensitive import REDACTED
 from . import display, operations, setup
 from .lookups import CheckedChangeList, DeclaredLookupsOnly
+from .overview import overview_view
 
 RETRY_RULE = "only failed or cancelled jobs can be retried"
 CANCEL_RULE = "only ready jobs can be cancelled; a running job is not interrupted"
@@ -505,8 +506,6 @@ class JobAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
 
     def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
-        from .overview import overview_view
-
         return [
             path(
                 "overview/",
