@@ -15,8 +15,8 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so that importing the package (e.g. from settings) does not load Django's
-    # task machinery before settings are configured.
+    # Local imports, on first use: importing the package (e.g. from settings) must not
+    # load Django's task machinery before settings are configured.
     if name in {"DbTask", "DbTaskResult", "task"}:
         from . import base
 

@@ -1,3 +1,5 @@
+"""The app config: registers the system checks once the models are loaded."""
+
 from __future__ import annotations
 
 from django.apps import AppConfig
@@ -10,6 +12,7 @@ class DbTasksConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # Local: checks imports the backend, hence the models, which cannot load before ready().
         from .checks import check_task_settings
 
         checks.register(check_task_settings, "django_dbtasks")

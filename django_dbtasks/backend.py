@@ -374,7 +374,61 @@ class DatabaseBackend(BaseTaskBackend):
             return False
         return queries.cancel(connections[self.database], job_id, error, self.alias)
 
-    def check(self, **kwargs: Any) -> list[django_checks.CheckMessage]:
-        from .checks import check_backend
+    # System checks. Django's task framework calls ``check()`` on 6.0+ (and on 5.2
+    # with the backport's app installed); ``checks.check_task_settings`` does otherwise.
 
-        return check_backend(self)
+    #: The database vendors a job table may live on.
+    SUPPORTED_VENDORS = frozenset({"postgresql", "sqlite"})
+
+    def check(self, **kwargs: Any) -> list[django_checks.CheckMessage]:
+        """Problems with this backend's configuration, for ``manage.py check``.
+
+        A configuration error (E001) is reported alone: the database and the
+        other settings cannot be trusted until it is fixed.
+        """
+        if self.config_error is not None:
+            return [self._config_error_message()]
+        # An empty QUEUES means "any queue name", as in Django (E004 no longer exists).
+        return [*self._vendor_messages(), *self._use_tz_messages()]
+
+    def _check_target(self) -> str:
+        """How the messages name this backend: its TASKS entry."""
+        return f"TASKS[{self.alias!r}]"
+
+    def _config_error_message(self) -> django_checks.CheckMessage:
+        """E001: the TASKS entry cannot be used as written (kept from ``__init__``)."""
+        return django_checks.Error(
+            str(self.config_error),
+            hint="docs/configuration.md lists every option with its default and bounds.",
+            id="django_dbtasks.E001",
+            obj=self._check_target(),
+        )
+
+    def _vendor_messages(self) -> list[django_checks.CheckMessage]:
+        """E002: the claim and lease queries exist for PostgreSQL and SQLite only."""
+        vendor = connections[self.database].vendor
+        if vendor in self.SUPPORTED_VENDORS:
+            return []
+        where = self._check_target()
+        return [
+            django_checks.Error(
+                f"{where} stores jobs in database {self.database!r}, a {vendor} database; "
+                "django-dbtasks supports PostgreSQL and SQLite.",
+                hint="Point OPTIONS['DATABASE'] at a PostgreSQL (or SQLite) database alias.",
+                id="django_dbtasks.E002",
+                obj=where,
+            )
+        ]
+
+    def _use_tz_messages(self) -> list[django_checks.CheckMessage]:
+        """E003: run_after, leases and heartbeats are compared on the database's clock in UTC."""
+        if settings.USE_TZ:
+            return []
+        return [
+            django_checks.Error(
+                "django-dbtasks compares times on the database's clock in UTC and needs "
+                "USE_TZ = True.",
+                hint="Set USE_TZ = True (Django's default since 5.0).",
+                id="django_dbtasks.E003",
+            )
+        ]

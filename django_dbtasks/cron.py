@@ -28,6 +28,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cron_descriptor import ExpressionDescriptor
+from cron_descriptor import Options as DescriptorOptions
 from croniter import croniter
 
 EXAMPLES = "'0 3 * * *' (03:00 daily), '*/15 * * * *', '* * * * * */2' (every 2 s) or '@daily'"
@@ -201,11 +203,9 @@ def recent_fire_times(
 
 def describe(expression: str) -> str:
     """A readable description ("At 03:00", "Every 2 seconds"), via cron-descriptor."""
-    from cron_descriptor import ExpressionDescriptor, Options
-
     # Fixed options: cron-descriptor otherwise follows the process's locale
     # (12-hour "03:00 AM" under en_US, "03:00" under C).
-    options = Options()
+    options = DescriptorOptions()
     options.locale_code = "en_US"
     options.use_24hour_time_format = True
 

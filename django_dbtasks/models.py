@@ -15,11 +15,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Now
+from django.utils import timezone as django_timezone
 from django.utils.translation import gettext_lazy as _
 
+from . import cron, registry
 from .compat import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY
+from .exceptions import ArgumentNotSerializable
+from .serialization import MAX_NESTING, deeper_than, encode_arguments
 
 
 class JobStatus(models.TextChoices):
@@ -256,8 +262,6 @@ class StoredJSONDecoder(json.JSONDecoder):
 
 
 def _default_timezone() -> str:
-    from django.conf import settings
-
     return str(getattr(settings, "TIME_ZONE", None) or "UTC")
 
 
@@ -306,10 +310,6 @@ class Schedule(models.Model):
         The scheduler sets ``next_fire_at`` itself (from the database's clock)
         and passes ``recompute=False``.
         """
-        from django.utils import timezone as django_timezone
-
-        from . import cron
-
         if recompute:
             try:
                 after = max(filter(None, [self.last_fire_at, django_timezone.now()]))
@@ -327,16 +327,12 @@ class Schedule(models.Model):
         ``JSONField.validate()`` encodes the value recursively, and nesting deep
         enough hits Python's recursion limit there; ``problems()`` names it instead.
         """
-        from .serialization import MAX_NESTING, deeper_than
-
         deep = [
             name for name in ("args", "kwargs") if deeper_than(getattr(self, name), MAX_NESTING)
         ]
         super().clean_fields(exclude=[*(exclude or []), *deep])
 
     def clean(self) -> None:
-        from django.core.exceptions import ValidationError
-
         problems = self.problems()
         if problems:
             raise ValidationError(problems)
@@ -349,8 +345,6 @@ class Schedule(models.Model):
         may have broken since. ``task`` replaces the registry lookup (``periodic()``
         runs while task modules are still being imported). No database query.
         """
-        from . import cron, registry
-
         problems: dict[str, str] = {}
         timezone = "UTC"
         try:
@@ -393,15 +387,9 @@ class Schedule(models.Model):
 
     def upcoming(self, count: int = 5) -> list[Any]:
         """The next ``count`` fire times (UTC), for people reading the schedule."""
-        from django.utils import timezone as django_timezone
-
-        from . import cron
-
         return cron.fire_times(self.cron, self.timezone, django_timezone.now(), limit=count)
 
     def describe(self) -> str:
-        from . import cron
-
         return cron.describe(self.cron)
 
 
@@ -451,9 +439,6 @@ def _shape_problem(name: str, value: Any) -> str | None:
 
 def _argument_problems(task_path: str, args: Any, kwargs: Any) -> dict[str, str]:
     """A schedule's ``args``/``kwargs`` against the rules every enqueued job obeys."""
-    from .exceptions import ArgumentNotSerializable
-    from .serialization import encode_arguments
-
     problems: dict[str, str] = {}
     for name, value, call in (("args", args, (args, {})), ("kwargs", kwargs, ([], kwargs))):
         problem = _shape_problem(name, value)

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from django.db import connections
 from django.utils import autoreload
 
 #: The exit code that asks the supervising process for a restart (as in Django).
@@ -34,8 +35,6 @@ def run_with_reload(run_worker: Callable[[], int]) -> int:
 
 def _supervise() -> int:
     """Start the worker child again each time it exits with ``RESTART``."""
-    from django.db import connections
-
     connections.close_all()  # this process only waits; the child has its own
     child: subprocess.Popen[bytes] | None = None
     stopping = False

@@ -5,6 +5,9 @@ its secret arguments (``sensitive="api_key"``). The job row keeps the real
 values, since the task needs them, but the admin and the worker's logs show
 ``REDACTED`` in their place. Like Django's ``sensitive_variables``, it hides
 values from people reading the tools, not from people reading the database.
+
+This module knows declarations and values only; applying a registered task's
+declaration to a stored row by its path is ``registry.redact_job()``.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .arguments import as_names, bind, check_names, positional_names
+from .signatures import as_names, bind, check_names, positional_names
 
 Sensitive = bool | str | Sequence[str] | None
 
@@ -54,35 +57,4 @@ def redact(
             for name, value in zip(positional, args, strict=True)
         ],
         {name: REDACTED if name in secret else value for name, value in kwargs.items()},
-    )
-
-
-def is_sensitive(task_path: str) -> bool:
-    """Whether the registered task of this path declares ``sensitive`` arguments."""
-    from . import registry
-
-    task = registry.lookup(task_path)
-    return task is not None and bool(task.sensitive)
-
-
-def redact_job(task_path: str, args: Any, kwargs: Any) -> tuple[Any, Any]:
-    """Redact a stored job's arguments by the declaration of its registered task.
-
-    A path that names no registered task shows its arguments as stored: such
-    a row never runs (see ``registry``), and hiding them would hide why. A
-    row whose ``args`` is not a JSON list or ``kwargs`` not a JSON object
-    (written by SQL, or by an older or buggy version) is returned as stored,
-    but for a sensitive task both are redacted whole: a malformed value is
-    replaced by ``REDACTED``, a list or object has every value replaced.
-    """
-    from . import registry
-
-    task = registry.lookup(task_path)
-    if isinstance(args, list) and isinstance(kwargs, dict):
-        return task.redact(args, kwargs) if task is not None else (list(args), dict(kwargs))
-    if task is None or not task.sensitive:
-        return args, kwargs
-    return (
-        [REDACTED] * len(args) if isinstance(args, list) else REDACTED,
-        dict.fromkeys(kwargs, REDACTED) if isinstance(kwargs, dict) else REDACTED,
     )

@@ -9,7 +9,6 @@ from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
 from django_dbtasks.backend import DatabaseBackend
-from django_dbtasks.checks import check_backend
 
 from .testapp import tasks
 
@@ -17,7 +16,7 @@ BACKEND = "django_dbtasks.backend.DatabaseBackend"
 
 
 def messages_for(params):
-    return [(m.id, m.msg) for m in check_backend(DatabaseBackend("default", params))]
+    return [(m.id, m.msg) for m in DatabaseBackend("default", params).check()]
 
 
 def test_a_correct_configuration_has_no_messages():
@@ -54,7 +53,7 @@ def test_empty_queues_means_any_queue_as_in_django():
 def test_app_missing_from_installed_apps_is_explained():
     with override_settings(INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth"]):
         backend = DatabaseBackend("default", {"BACKEND": BACKEND})
-    [message] = check_backend(backend)
+    [message] = backend.check()
     assert "'django_dbtasks' is not in INSTALLED_APPS" in message.msg
     with pytest.raises(ImproperlyConfigured, match="not in INSTALLED_APPS"):
         backend.enqueue(tasks.add, (1, 2), {})
@@ -71,7 +70,7 @@ def test_manage_py_check_reports_a_misconfigured_backend():
 
 def test_use_tz_false_is_refused():
     with override_settings(USE_TZ=False):
-        ids = [m.id for m in check_backend(DatabaseBackend("default", {"BACKEND": BACKEND}))]
+        ids = [m.id for m in DatabaseBackend("default", {"BACKEND": BACKEND}).check()]
     assert "django_dbtasks.E003" in ids
 
 

@@ -26,7 +26,6 @@ from hypothesis import strategies as st
 
 from django_dbtasks import queries
 from django_dbtasks.backend import DatabaseBackend
-from django_dbtasks.checks import check_backend
 from django_dbtasks.conf import MAXIMUMS, Options
 from django_dbtasks.durations import MAX_DURATION
 from django_dbtasks.management.commands import prunetasks, runtasks
@@ -44,7 +43,7 @@ AT_THE_LIMITS = {name: limit for name, (limit, _, _) in MAXIMUMS.items()}
 
 def option_messages(options):
     backend = DatabaseBackend("default", {"BACKEND": BACKEND, "OPTIONS": options})
-    return [(message.id, message.msg) for message in check_backend(backend)]
+    return [(message.id, message.msg) for message in backend.check()]
 
 
 # OPTIONS
@@ -158,7 +157,7 @@ option_names = st.sampled_from([field.name for field in fields(Options)]) | st.t
 @settings(max_examples=300, deadline=None, database=None)
 def test_any_options_give_a_valid_backend_or_one_clear_check_message(options):
     backend = DatabaseBackend("default", {"BACKEND": BACKEND, "OPTIONS": options})
-    messages = check_backend(backend)
+    messages = backend.check()
     if backend.config_error is None:
         assert messages == []
         config = backend.config

@@ -8,7 +8,8 @@ from django.db import connection
 from django_dbtasks import queries, report_progress, task
 from django_dbtasks.compat import InvalidTask
 from django_dbtasks.models import Job, JobStatus
-from django_dbtasks.sensitive import REDACTED, redact_job
+from django_dbtasks.registry import redact_job
+from django_dbtasks.sensitive import REDACTED
 
 from .conftest import IS_POSTGRES, run_worker, wait_until
 from .testapp import tasks

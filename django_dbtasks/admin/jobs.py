@@ -37,9 +37,10 @@ from django.utils.safestring import SafeString
 
 from .. import registry
 from ..models import Job, JobStatus
-from ..sensitive import REDACTED, is_sensitive, redact_job
+from ..sensitive import REDACTED
 from . import display, operations, setup
 from .lookups import CheckedChangeList, DeclaredLookupsOnly
+from .overview import overview_view
 
 RETRY_RULE = "only failed or cancelled jobs can be retried"
 CANCEL_RULE = "only ready jobs can be cancelled; a running job is not interrupted"
@@ -179,11 +180,6 @@ class EnqueuedFilter(admin.DateFieldListFilter):
         if when is not None:
             when.astimezone(UTC)  # the database is written in UTC (SQLite converts, and fails)
         return when
-
-
-def sensitive_task_paths() -> list[str]:
-    """Paths of registered tasks that declare ``sensitive`` arguments."""
-    return [task_path for task_path in registry.registered_paths() if is_sensitive(task_path)]
 
 
 def is_job_id(text: str) -> bool:
@@ -360,7 +356,7 @@ class JobAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
         )
         in_arguments = Q(_args_text__icontains=term) | Q(_kwargs_text__icontains=term)
         matches = Q(task_path__icontains=term) | (
-            in_arguments & ~Q(task_path__in=sensitive_task_paths())
+            in_arguments & ~Q(task_path__in=registry.sensitive_task_paths())
         )
         return queryset.filter(matches), False
 
@@ -419,21 +415,21 @@ class JobAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
 
     @admin.display(description="arguments")
     def call_column(self, job: Job) -> str:
-        args, kwargs = redact_job(job.task_path, job.args, job.kwargs)
+        args, kwargs = registry.redact_job(job.task_path, job.args, job.kwargs)
         return display.short_call(args, kwargs, limit=40)
 
     # The detail page
 
     @admin.display(description="args")
     def args_display(self, job: Job) -> SafeString:
-        args = redact_job(job.task_path, job.args, job.kwargs)[0]
+        args = registry.redact_job(job.task_path, job.args, job.kwargs)[0]
         if not isinstance(job.args, list):
             return display.malformed("args should be a JSON list", args)
         return display.pretty_json(args)
 
     @admin.display(description="kwargs")
     def kwargs_display(self, job: Job) -> SafeString:
-        kwargs = redact_job(job.task_path, job.args, job.kwargs)[1]
+        kwargs = registry.redact_job(job.task_path, job.args, job.kwargs)[1]
         if not isinstance(job.kwargs, dict):
             return display.malformed("kwargs should be a JSON object", kwargs)
         return display.pretty_json(kwargs)
@@ -443,7 +439,7 @@ class JobAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
         """The key, except a sensitive task's: it is a function of the secret arguments."""
         if job.unique_key is None:
             return "–"
-        if is_sensitive(job.task_path):
+        if registry.is_sensitive(job.task_path):
             return f"{REDACTED} (the task has sensitive arguments)"
         return job.unique_key
 
@@ -510,8 +506,6 @@ class JobAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
 
     def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
-        from .overview import overview_view
-
         return [
             path(
                 "overview/",

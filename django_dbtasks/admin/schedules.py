@@ -29,7 +29,6 @@ from django.utils.safestring import SafeString
 from .. import cron, registry
 from ..models import Job, JobStatus, Schedule, UnreadableJSON
 from ..scheduler import InvalidSchedule, Scheduler
-from ..sensitive import redact_job
 from ..serialization import MAX_NESTING, deeper_than
 from . import display, setup
 from .lookups import DeclaredLookupsOnly
@@ -206,13 +205,13 @@ class ScheduleAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
     @admin.display(description="args")
     def args_display(self, schedule: Schedule) -> SafeString:
         return display.pretty_json(
-            redact_job(schedule.task_path, schedule.args, schedule.kwargs)[0]
+            registry.redact_job(schedule.task_path, schedule.args, schedule.kwargs)[0]
         )
 
     @admin.display(description="kwargs")
     def kwargs_display(self, schedule: Schedule) -> SafeString:
         return display.pretty_json(
-            redact_job(schedule.task_path, schedule.args, schedule.kwargs)[1]
+            registry.redact_job(schedule.task_path, schedule.args, schedule.kwargs)[1]
         )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:

@@ -7,6 +7,7 @@ from django.db import connections, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from ..backend import DatabaseBackend
+from ..compat import task_backends
 from ..conf import Options
 from ..models import Job
 
@@ -22,8 +23,6 @@ def connection() -> BaseDatabaseWrapper:
 
 def _backends() -> list[DatabaseBackend]:
     """Every configured ``DatabaseBackend`` that loaded without a configuration error."""
-    from ..compat import task_backends
-
     found = []
     for alias in getattr(settings, "TASKS", {}) or {}:
         try:
