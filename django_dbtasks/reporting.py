@@ -185,15 +185,18 @@ class Reporter:
             )
             return
         if outcome.succeeded:
-            label, log = "SUCCESSFUL", logger.info
+            label, level = "SUCCESSFUL", logging.INFO
         elif status == TaskResultStatus.READY:
-            label, log = "RETRY", logger.warning  # a retry is a warning ...
+            label, level = "RETRY", logging.WARNING  # a retry is a warning ...
         else:
-            label, log = "FAILED", logger.error  # ... a job failed for good an error: alerts tell
+            label, level = "FAILED", logging.ERROR  # ... a job failed for good an error
+        if not logger.isEnabledFor(level):
+            return  # one line per job: not even its fields are built when it is not shown
         error = None
         if outcome.error:
             error = outcome.error.get("message") or outcome.error["exception_class_path"]
-        log(
+        logger.log(
+            level,
             "%s",
             Fields(
                 job=job.id,
