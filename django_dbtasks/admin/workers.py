@@ -108,7 +108,8 @@ class WorkerAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         """Each worker with its state and its RUNNING job count (the small RUNNING index)."""
         running = (
-            Job.objects.filter(status=JobStatus.RUNNING, claimed_by=OuterRef("id"))
+            Job.objects.running()
+            .filter(claimed_by=OuterRef("id"))
             .order_by()
             .values("claimed_by")
             .annotate(count=Count("*"))
@@ -146,7 +147,7 @@ class WorkerAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
 
     @admin.display(description="running jobs")
     def running_jobs(self, worker: Worker) -> SafeString | str:
-        jobs = Job.objects.filter(status=JobStatus.RUNNING, claimed_by=worker.id).order_by("id")
+        jobs = Job.objects.running().filter(claimed_by=worker.id).order_by("id")
         rows = [
             (
                 reverse("admin:django_dbtasks_job_change", args=[job.pk]),
