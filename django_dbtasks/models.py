@@ -13,6 +13,7 @@ no sequential scan and no sort. ``docs/internals.md`` has the full plan.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -207,6 +208,68 @@ class Job(models.Model):
         return list(self.errors or [])
 
 
+class WorkerState(models.TextChoices):
+    """What the admin says of a worker; only a row's heartbeat and ``stopped_at`` decide it."""
+
+    LIVE = "live", _("Live")
+    STOPPED = "stopped", _("Stopped")
+    DEAD = "dead", _("Dead (no heartbeat)")
+
+
+class WorkerQuerySet(models.QuerySet["Worker"]):
+    """Workers by state: live, dead (silent for ``seconds``) or stopped (exited cleanly).
+
+    One clock: the database's. A worker writes its heartbeat with the
+    database's now (``queries.heartbeat``), and the rescue of a dead worker's
+    jobs compares their leases with that same now. Workers on several hosts,
+    and the web server that shows the admin, have skewed clocks: measuring a
+    heartbeat's age with any of them would call a live worker dead, or a dead
+    one live, by the skew, and disagree with the rescue. So the cut-off is
+    computed in SQL, in the statement that filters. ``seconds`` is the caller's
+    (the admin passes the longest ``LEASE``: see ``admin.setup.liveness_seconds``).
+    """
+
+    def live(self, seconds: float) -> WorkerQuerySet:
+        """Not stopped, and a heartbeat at most ``seconds`` old."""
+        return self.filter(
+            stopped_at__isnull=True, last_heartbeat_at__gte=_heartbeat_cutoff(seconds)
+        )
+
+    def dead(self, seconds: float) -> WorkerQuerySet:
+        """Not stopped, and no heartbeat for more than ``seconds``: killed, frozen or cut off."""
+        return self.filter(
+            stopped_at__isnull=True, last_heartbeat_at__lt=_heartbeat_cutoff(seconds)
+        )
+
+    def stopped(self) -> WorkerQuerySet:
+        """Exited cleanly (``stopped_at`` set), however old its last heartbeat."""
+        return self.filter(stopped_at__isnull=False)
+
+    def with_state(self, seconds: float) -> WorkerQuerySet:
+        """Each worker annotated with ``state`` (a ``WorkerState``), so a list can sort on it.
+
+        The same rules as ``live()``, ``dead()`` and ``stopped()``, in one CASE.
+        """
+        return self.annotate(
+            state=models.Case(
+                models.When(stopped_at__isnull=False, then=models.Value(WorkerState.STOPPED)),
+                models.When(
+                    last_heartbeat_at__gte=_heartbeat_cutoff(seconds),
+                    then=models.Value(WorkerState.LIVE),
+                ),
+                default=models.Value(WorkerState.DEAD),
+                output_field=models.CharField(),
+            )
+        )
+
+
+def _heartbeat_cutoff(seconds: float) -> models.Expression:
+    """SQL for the database's now minus ``seconds``: older heartbeats are a dead worker's."""
+    return models.ExpressionWrapper(
+        Now() - models.Value(timedelta(seconds=seconds)), output_field=models.DateTimeField()
+    )
+
+
 class Worker(models.Model):
     """One ``runtasks`` process, live or recently dead, known by its heartbeat."""
 
@@ -220,6 +283,8 @@ class Worker(models.Model):
     started_at = models.DateTimeField(db_default=Now())
     last_heartbeat_at = models.DateTimeField(db_default=Now())
     stopped_at = models.DateTimeField(null=True, blank=True)
+
+    objects = WorkerQuerySet.as_manager()
 
     class Meta:
         ordering = ["-started_at"]

@@ -45,8 +45,8 @@ from django_dbtasks.sensitive import REDACTED
 from django_dbtasks.unique import KEY_SALT
 
 from .conftest import IS_POSTGRES
-from .test_admin import ADD, BOOM, JOBS, OVERVIEW, SCHEDULES, SECRET, WORKERS, error, job
-from .test_admin import text as page_text
+from .shared_admin import ADD, BOOM, JOBS, OVERVIEW, SCHEDULES, SECRET, WORKERS, error, job
+from .shared_admin import text as page_text
 
 pytestmark = pytest.mark.django_db
 

@@ -36,7 +36,7 @@ from django_dbtasks.scheduler import BROKEN_RECHECK, InvalidSchedule, Scheduler,
 from django_dbtasks.serialization import MAX_NESTING
 
 from .conftest import postgres_only, wait_until
-from .test_admin import staff, text
+from .shared_admin import staff, text
 from .testapp import tasks
 
 pytestmark = pytest.mark.django_db

@@ -487,18 +487,18 @@ class JobAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
 
     @admin.action(description="Retry selected failed or cancelled jobs", permissions=["change"])
     def retry_jobs(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        outcome = operations.retry(queryset)
-        self._report(request, outcome, operations.describe(outcome, "Retried", RETRY_RULE))
+        report = operations.retry(queryset)
+        self._report(request, report, operations.describe(report, "Retried", RETRY_RULE))
 
     @admin.action(description="Cancel selected ready jobs", permissions=["change"])
     def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        outcome = operations.cancel(queryset, request.user.get_username())
-        self._report(request, outcome, operations.describe(outcome, "Cancelled", CANCEL_RULE))
+        report = operations.cancel(queryset, request.user.get_username())
+        self._report(request, report, operations.describe(report, "Cancelled", CANCEL_RULE))
 
-    def _report(self, request: HttpRequest, outcome: operations.Outcome, text: str) -> None:
-        skipped = outcome.skipped or outcome.conflicts or outcome.raced
+    def _report(self, request: HttpRequest, report: operations.ActionReport, text: str) -> None:
+        skipped = report.skipped or report.conflicts or report.raced
         level = messages.WARNING if skipped else messages.SUCCESS
-        if not outcome.changed:
+        if not report.changed:
             level = messages.ERROR if skipped else messages.INFO
         self.message_user(request, text, level)
 
@@ -534,12 +534,12 @@ class JobAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
         job = get_object_or_404(Job, pk=object_id)
         selection = Job.objects.filter(pk=job.pk)
         if act == "retry":
-            outcome = operations.retry(selection)
-            text = operations.describe(outcome, "Retried", RETRY_RULE)
+            report = operations.retry(selection)
+            text = operations.describe(report, "Retried", RETRY_RULE)
         else:
-            outcome = operations.cancel(selection, request.user.get_username())
-            text = operations.describe(outcome, "Cancelled", CANCEL_RULE)
-        self._report(request, outcome, text)
+            report = operations.cancel(selection, request.user.get_username())
+            text = operations.describe(report, "Cancelled", CANCEL_RULE)
+        self._report(request, report, text)
         return HttpResponseRedirect(reverse("admin:django_dbtasks_job_change", args=[job.pk]))
 
     def render_change_form(

@@ -30,7 +30,7 @@ CHUNK = 1000
 
 
 @dataclass
-class Outcome:
+class ActionReport:
     """Which jobs an action changed, and why it left the others alone."""
 
     changed: list[int] = field(default_factory=list)
@@ -42,7 +42,7 @@ class Outcome:
     raced: int = 0
 
 
-def retry(selection: QuerySet[Any]) -> Outcome:
+def retry(selection: QuerySet[Any]) -> ActionReport:
     """Make the FAILED and CANCELLED jobs of ``selection`` READY again; skip the others.
 
     A unique job cannot be retried while another job with its key is READY
@@ -54,7 +54,7 @@ def retry(selection: QuerySet[Any]) -> Outcome:
     candidates = selection.filter(status__in=RETRYABLE)
     plain = list(candidates.filter(unique_key__isnull=True).values_list("pk", flat=True))
     unique = list(candidates.filter(unique_key__isnull=False).values_list("pk", flat=True))
-    outcome = Outcome()
+    outcome = ActionReport()
     db, connection = setup.database(), setup.connection()
     with transaction.atomic(using=db):
         for start in range(0, len(plain), CHUNK):
@@ -69,7 +69,7 @@ def retry(selection: QuerySet[Any]) -> Outcome:
     return outcome
 
 
-def cancel(selection: QuerySet[Any], username: str) -> Outcome:
+def cancel(selection: QuerySet[Any], username: str) -> ActionReport:
     """Cancel the READY jobs of ``selection``; a job a worker has claimed is not stopped."""
     error = {
         "exception_class_path": exception_path(JobCancelled),
@@ -78,7 +78,7 @@ def cancel(selection: QuerySet[Any], username: str) -> Outcome:
     }
     selected = _count_by_status(selection)
     ready = list(selection.filter(status__in=CANCELLABLE).values_list("pk", flat=True))
-    outcome = Outcome()
+    outcome = ActionReport()
     db, connection = setup.database(), setup.connection()
     with transaction.atomic(using=db):
         for start in range(0, len(ready), CHUNK):
@@ -92,7 +92,7 @@ def _count_by_status(selection: QuerySet[Any]) -> Counter[str]:
     return Counter({row["status"]: row["count"] for row in rows})
 
 
-def _account(outcome: Outcome, selected: Counter[str], eligible: list[JobStatus]) -> None:
+def _account(outcome: ActionReport, selected: Counter[str], eligible: list[JobStatus]) -> None:
     """Explain every selected job the action did not change."""
     outcome.skipped = Counter({s: n for s, n in selected.items() if s not in eligible and n})
     expected = sum(selected[s] for s in eligible)
@@ -103,7 +103,7 @@ def _label(status: str) -> str:
     return str(JobStatus(status).label).lower() if status in JobStatus.values else status
 
 
-def describe(outcome: Outcome, verb: str, rule: str) -> str:
+def describe(outcome: ActionReport, verb: str, rule: str) -> str:
     """``Retried 3 jobs. Skipped 2: 1 running, 1 successful (only ... can be ...).``"""
     text = f"{verb} {_jobs(len(outcome.changed))}."
     reasons = []

@@ -5,14 +5,14 @@ rows through ``dbtasks_job_ready``, RUNNING rows through
 ``dbtasks_job_running_lease``, the last hour through a range on
 ``dbtasks_job_finished``, the failed and cancelled totals through
 ``dbtasks_job_failed``. Successful jobs are counted for the last hour only:
-counting every successful job ever run would read the whole table.
+counting every successful job ever run would read the whole table. Live
+workers are ``Worker.objects.live()``, by the database's clock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any
 
 import django
@@ -84,7 +84,7 @@ class QueueStats:
         return "–" if self.oldest_wait is None else display.duration(max(0.0, self.oldest_wait))
 
 
-def collect(now: datetime | None = None) -> list[QueueStats]:
+def collect() -> list[QueueStats]:
     """The overview's numbers: one ``QueueStats`` per configured or seen alias and queue."""
     connection = setup.connection()
     stats: dict[tuple[str, str], QueueStats] = {}
@@ -116,8 +116,7 @@ def collect(now: datetime | None = None) -> list[QueueStats]:
             entry.failed_per_minute[minute] += count
         else:
             entry.cancelled_window += count
-    now = now or queries.database_now(connection)
-    for worker in live_workers(now):
+    for worker in live_workers():
         for name in queue_names(worker):
             queue((str(worker.backend), name)).workers.append(worker)
     several = len({alias for alias, _ in stats}) > 1
@@ -126,14 +125,9 @@ def collect(now: datetime | None = None) -> list[QueueStats]:
     return [stats[key] for key in sorted(stats)]
 
 
-def live_workers(now: datetime) -> list[Worker]:
+def live_workers() -> list[Worker]:
     """Workers that have not stopped and whose heartbeat is recent enough to hold leases."""
-    since = now - timedelta(seconds=setup.liveness_seconds())
-    return list(
-        Worker.objects.using(setup.database()).filter(
-            stopped_at__isnull=True, last_heartbeat_at__gte=since
-        )
-    )
+    return list(Worker.objects.using(setup.database()).live(setup.liveness_seconds()))
 
 
 def chart(entry: QueueStats, width: int = 600, height: int = 120) -> dict[str, Any]:

@@ -1,9 +1,13 @@
-"""The worker admin: every ``runtasks`` process, live or dead, and what it runs now."""
+"""The worker admin: every ``runtasks`` process, live or dead, and what it runs now.
+
+Whether a worker is live, dead or stopped is ``WorkerQuerySet``'s to say (in
+``models``): the list, its filter and the overview ask it, and it measures
+heartbeats with the database's clock, as the rescue of a dead worker's jobs does.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
@@ -11,14 +15,20 @@ from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 
-from ..models import Job, JobStatus, Worker
+from ..models import Job, JobStatus, Worker, WorkerQuerySet, WorkerState
 from . import display, setup
 from .lookups import CheckedChangeList, DeclaredLookupsOnly
+
+#: Badge colours per state.
+STATE_COLOURS = {
+    WorkerState.LIVE: "#2e7d32",
+    WorkerState.STOPPED: "#6d6d6d",
+    WorkerState.DEAD: "#c62828",
+}
 
 DETAIL_FIELDS = [
     "id",
@@ -35,29 +45,23 @@ DETAIL_FIELDS = [
 ]
 
 
-def state(worker: Worker) -> str:
-    """``live``, ``stopped`` (exited cleanly) or ``dead`` (no heartbeat for a lease)."""
-    if worker.stopped_at is not None:
-        return "stopped"
-    limit = timezone.now() - timedelta(seconds=setup.liveness_seconds())
-    return "live" if worker.last_heartbeat_at >= limit else "dead"
-
-
 class StateFilter(admin.SimpleListFilter):
+    """Live, stopped or dead, by ``WorkerQuerySet``'s rules (the database's clock)."""
+
     title = "state"
     parameter_name = "state"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("live", "Live"), ("stopped", "Stopped"), ("dead", "Dead (no heartbeat)")]
+        return [(str(value), str(label)) for value, label in WorkerState.choices]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        limit = timezone.now() - timedelta(seconds=setup.liveness_seconds())
-        if self.value() == "live":
-            return queryset.filter(stopped_at__isnull=True, last_heartbeat_at__gte=limit)
-        if self.value() == "stopped":
-            return queryset.filter(stopped_at__isnull=False)
-        if self.value() == "dead":
-            return queryset.filter(stopped_at__isnull=True, last_heartbeat_at__lt=limit)
+        workers = cast(WorkerQuerySet, queryset)
+        if self.value() == WorkerState.LIVE:
+            return workers.live(setup.liveness_seconds())
+        if self.value() == WorkerState.STOPPED:
+            return workers.stopped()
+        if self.value() == WorkerState.DEAD:
+            return workers.dead(setup.liveness_seconds())
         return queryset
 
 
@@ -102,20 +106,25 @@ class WorkerAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
         return CheckedChangeList
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        """Each worker with its RUNNING job count (the small partial index of RUNNING rows)."""
+        """Each worker with its state and its RUNNING job count (the small RUNNING index)."""
         running = (
-            Job.objects.filter(status=JobStatus.RUNNING, claimed_by=OuterRef("id"))
+            Job.objects.running()
+            .filter(claimed_by=OuterRef("id"))
             .order_by()
             .values("claimed_by")
             .annotate(count=Count("*"))
             .values("count")
         )
-        return super().get_queryset(request).annotate(running=Coalesce(Subquery(running), 0))
+        workers = cast(WorkerQuerySet, super().get_queryset(request))
+        return workers.with_state(setup.liveness_seconds()).annotate(
+            running=Coalesce(Subquery(running), 0)
+        )
 
     @admin.display(description="state")
-    def state_column(self, worker: Worker) -> SafeString:
-        value = state(worker)
-        colour = {"live": "#2e7d32", "stopped": "#6d6d6d", "dead": "#c62828"}[value]
+    def state_column(self, worker: Any) -> SafeString:
+        """The ``state`` that ``get_queryset`` annotates: the database decides, by its clock."""
+        value = worker.state
+        colour = STATE_COLOURS[value]
         return format_html(
             '<span class="dbtasks-status" style="background:{}">{}</span>', colour, value
         )
@@ -138,7 +147,7 @@ class WorkerAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
 
     @admin.display(description="running jobs")
     def running_jobs(self, worker: Worker) -> SafeString | str:
-        jobs = Job.objects.filter(status=JobStatus.RUNNING, claimed_by=worker.id).order_by("id")
+        jobs = Job.objects.running().filter(claimed_by=worker.id).order_by("id")
         rows = [
             (
                 reverse("admin:django_dbtasks_job_change", args=[job.pk]),

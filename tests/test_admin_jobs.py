@@ -1,63 +1,35 @@
-"""The admin: lists, detail pages, actions, permissions, the overview and its numbers."""
+"""The job admin: the list, a job's page, the retry and cancel actions, and who may use them."""
 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django.utils import timezone
 
-from django_dbtasks.models import Job, JobStatus, Schedule, Worker
+from django_dbtasks.models import Job, JobStatus, Schedule
 from django_dbtasks.sensitive import REDACTED
 
-from .testapp import tasks
+from .shared_admin import (
+    ADD,
+    BOOM,
+    JOBS,
+    OVERVIEW,
+    SCHEDULES,
+    SECRET,
+    UNIQUE,
+    WORKERS,
+    error,
+    job,
+    staff,
+    text,
+)
 
 pytestmark = pytest.mark.django_db
-
-JOBS = reverse("admin:django_dbtasks_job_changelist")
-OVERVIEW = reverse("admin:django_dbtasks_job_overview")
-SCHEDULES = reverse("admin:django_dbtasks_schedule_changelist")
-WORKERS = reverse("admin:django_dbtasks_worker_changelist")
-ADD = tasks.add.module_path
-BOOM = tasks.boom.module_path
-SECRET = tasks.calls_an_api.module_path
-UNIQUE = tasks.unique_per_user.module_path
-
-
-def job(status: str = JobStatus.READY, task_path: str = ADD, **fields) -> Job:
-    """A job row in a given state, written directly (no worker needed to show it)."""
-    now = timezone.now()
-    if status != JobStatus.READY:
-        fields.setdefault("started_at", now - timedelta(seconds=3))
-        fields.setdefault("attempts", 1)
-    if status in (JobStatus.SUCCESSFUL, JobStatus.FAILED, JobStatus.CANCELLED):
-        fields.setdefault("finished_at", now)
-    fields.setdefault("args", [1, 2])
-    return Job.objects.create(status=status, task_path=task_path, **fields)
-
-
-def error(message: str, line: str = 'File "tasks.py", line 7, in boom') -> dict:
-    return {
-        "exception_class_path": "builtins.ValueError",
-        "traceback": f"Traceback (most recent call last):\n  {line}\nValueError: {message}\n",
-        "message": f"ValueError: {message}",
-    }
-
-
-def staff(username: str, *codenames: str, superuser: bool = False) -> Client:
-    user = User.objects.create_user(username, password="pw", is_staff=True)
-    user.is_superuser = superuser
-    user.save()
-    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
@@ -68,10 +40,6 @@ def admin_client_() -> Client:
 @pytest.fixture
 def viewer() -> Client:
     return staff("viewer", "view_job", "view_schedule", "view_worker")
-
-
-def text(response) -> str:
-    return response.content.decode()
 
 
 # The job list
@@ -271,7 +239,7 @@ def test_retry_and_cancel_buttons_on_the_job_page(admin_client_):
     assert Job.objects.get(pk=failed.pk).status == JobStatus.CANCELLED
 
 
-# Permissions
+# Permissions (on every page; the job admin owns the overview's)
 
 
 def test_view_only_staff_sees_everything_but_cannot_retry_or_cancel(viewer):
@@ -313,152 +281,3 @@ def test_non_staff_users_are_sent_to_the_login_page():
         assert response.status_code == 302 and "/admin/login/" in response["Location"], url
     anonymous = Client().get(OVERVIEW)
     assert anonymous.status_code == 302 and "/admin/login/" in anonymous["Location"]
-
-
-# The overview
-
-
-def _stat(page: str, queue: str, name: str) -> str:
-    row = re.search(rf'<tr data-queue="{queue}"[^>]*>(.*?)</tr>', page, re.S)
-    assert row, queue
-    cell = re.search(rf'data-stat="{name}">(?:<a [^>]*>)?([^<]*)<', row.group(1))
-    assert cell, name
-    return cell.group(1).strip()
-
-
-def test_overview_numbers_for_a_known_set_of_rows(admin_client_):
-    now = timezone.now()
-    # Half-minute offsets: PostgreSQL's now() is the test transaction's start, a little earlier.
-    job(run_after=now - timedelta(minutes=5, seconds=30))
-    job(run_after=now + timedelta(hours=1))
-    job(JobStatus.RUNNING, claimed_by="w-1", lease_expires_at=now + timedelta(seconds=30))
-    for minutes in (1.5, 1.5, 2.5, 30.5):
-        job(JobStatus.SUCCESSFUL, finished_at=now - timedelta(minutes=minutes))
-    job(JobStatus.FAILED, finished_at=now - timedelta(minutes=2.5))
-    job(JobStatus.FAILED, finished_at=now - timedelta(hours=3))  # outside the window
-    job(JobStatus.CANCELLED)
-    job(JobStatus.SUCCESSFUL, queue_name="emails", finished_at=now - timedelta(hours=2))
-    Worker.objects.create(id="w-1", hostname="h", pid=1, queues=["default", "emails"])
-    Worker.objects.create(
-        id="w-2",
-        hostname="h",
-        pid=2,
-        queues=["default"],
-        last_heartbeat_at=now - timedelta(hours=1),
-    )
-    page = text(admin_client_.get(OVERVIEW))
-    assert '<meta http-equiv="refresh" content="10">' in page
-    assert _stat(page, "default", "ready") == "2"
-    assert _stat(page, "default", "due") == "1"
-    assert _stat(page, "default", "oldest-wait").startswith("5 min")
-    assert _stat(page, "default", "running") == "1"
-    assert _stat(page, "default", "successful-window") == "4"
-    assert _stat(page, "default", "rate") == "0.8"  # 4 jobs in minutes 1 and 2, over 5 minutes
-    assert _stat(page, "default", "failed-window") == "1"
-    assert _stat(page, "default", "failure-rate") == "20.0%"
-    assert _stat(page, "default", "failed-total") == "2"
-    assert _stat(page, "default", "cancelled-total") == "1"
-    assert _stat(page, "default", "workers") == "1"
-    assert _stat(page, "emails", "successful-window") == "0"
-    assert _stat(page, "emails", "failure-rate") == "–"
-    assert _stat(page, "emails", "workers") == "1"
-    assert _stat(page, "low", "ready") == "0"  # configured, empty
-    # The chart: one bar of 2 successful a minute ago, the tallest, at full height.
-    assert "<title>1 min ago: 2 successful, 0 failed</title>" in page
-    assert "<title>2 min ago: 1 successful, 1 failed</title>" in page
-    assert 'height="120.00"' in page
-    paused = text(admin_client_.get(OVERVIEW + "?refresh=0"))
-    assert 'http-equiv="refresh"' not in paused and "Not reloading" in paused
-    assert "http" not in re.search(r"<svg.*?</svg>", page, re.S).group(0).replace(
-        'xmlns="http://www.w3.org/2000/svg"', ""
-    )
-
-
-def test_app_index_links_to_the_overview(admin_client_):
-    page = text(admin_client_.get(reverse("admin:app_list", args=["django_dbtasks"])))
-    assert OVERVIEW in page
-
-
-# Workers
-
-
-def test_worker_list_and_page_show_state_and_current_jobs(admin_client_):
-    now = timezone.now()
-    Worker.objects.create(id="w-live", hostname="web-1", pid=10, queues=["default"], concurrency=4)
-    Worker.objects.create(
-        id="w-dead",
-        hostname="web-2",
-        pid=11,
-        queues=["emails"],
-        last_heartbeat_at=now - timedelta(hours=2),
-    )
-    running = job(JobStatus.RUNNING, claimed_by="w-live", progress=70, progress_message="almost")
-    job(JobStatus.RUNNING, claimed_by="w-live")
-    page = text(admin_client_.get(WORKERS))
-    live = re.search(r"<tr.*?w-live.*?</tr>", page, re.S).group(0)
-    dead = re.search(r"<tr.*?w-dead.*?</tr>", page, re.S).group(0)
-    assert ">live<" in live and "2 running" in live and "web-1" in live
-    assert ">dead<" in dead and "0 running" in dead and "2 h 00 min ago" in dead
-    assert text(admin_client_.get(WORKERS + "?state=live")).count("w-dead") == 0
-    current = text(admin_client_.get(JOBS + "?status__exact=RUNNING&claimed_by=w-live"))
-    assert set(re.findall(r'name="_selected_action" value="(\d+)"', current)) == {
-        str(j) for j in Job.objects.filter(claimed_by="w-live").values_list("pk", flat=True)
-    }
-    detail = text(admin_client_.get(reverse("admin:django_dbtasks_worker_change", args=["w-live"])))
-    assert reverse("admin:django_dbtasks_job_change", args=[running.pk]) in detail
-    assert 'value="70"' in detail and "almost" in detail
-
-
-# Schedules
-
-
-def test_schedule_form_offers_registered_tasks_only_and_shows_clean_messages(admin_client_):
-    add_url = reverse("admin:django_dbtasks_schedule_add")
-    form = text(admin_client_.get(add_url))
-    assert f'<option value="{ADD}">' in form
-    assert 'name="task_path"' in form and "<select" in form
-    data = {
-        "name": "hourly-add",
-        "task_path": "os.system",
-        "cron": "not a cron",
-        "timezone": "Mars/Olympus",
-        "args": "[1, 2]",
-        "kwargs": "{}",
-        "missed": "LATEST",
-        "enabled": "on",
-    }
-    page = text(admin_client_.post(add_url, data))
-    assert "Select a valid choice. os.system is not one of the available choices." in page
-    assert "is not a valid cron expression" in page
-    assert "is not a known IANA timezone" in page
-    assert not Schedule.objects.exists()
-    data.update(task_path=ADD, cron="0 * * * *", timezone="UTC")
-    assert admin_client_.post(add_url, data).status_code == 302
-    schedule = Schedule.objects.get(name="hourly-add")
-    page = text(
-        admin_client_.get(reverse("admin:django_dbtasks_schedule_change", args=[schedule.pk]))
-    )
-    assert "Every hour" in page
-    assert len(re.findall(r"<li>\d{4}-\d\d-\d\d \d\d:00:00 UTC &middot; ", page)) == 5
-
-
-def test_schedule_actions_and_last_outcome(admin_client_):
-    schedule = Schedule.objects.create(name="adder", task_path=ADD, cron="@daily", args=[1, 2])
-    post = {"_selected_action": [schedule.pk], "index": 0}
-    response = admin_client_.post(SCHEDULES, {**post, "action": "fire_now"}, follow=True)
-    fired = Job.objects.get(schedule=schedule)
-    fired_url = reverse("admin:django_dbtasks_job_change", args=[fired.pk])
-    assert f'Adder: enqueued job <a href="{fired_url}">' in text(response)
-    assert fired.status == JobStatus.READY and fired.args == [1, 2]
-    admin_client_.post(SCHEDULES, {**post, "action": "disable_schedules"})
-    assert not Schedule.objects.get(pk=schedule.pk).enabled
-    admin_client_.post(SCHEDULES, {**post, "action": "enable_schedules"})
-    assert Schedule.objects.get(pk=schedule.pk).enabled
-    when = timezone.now().replace(microsecond=0)
-    Schedule.objects.filter(pk=schedule.pk).update(last_fire_at=when)
-    job(JobStatus.FAILED, ADD, schedule=schedule, scheduled_for=when)
-    page = text(admin_client_.get(SCHEDULES))
-    assert "At 00:00" in page  # the readable description
-    assert re.search(r'#\d+</a> <span class="dbtasks-status dbtasks-status-failed"', page)
-    jobs = text(admin_client_.get(JOBS + f"?schedule__exact={schedule.pk}"))
-    assert len(re.findall(r'name="_selected_action"', jobs)) == 2  # fired now, and at its time
