@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection
 
-from django_dbtasks import queries, report_progress, task
+from django_dbtasks import report_progress, task
 from django_dbtasks.compat import InvalidTask
 from django_dbtasks.models import Job, JobStatus
 from django_dbtasks.registry import redact_job
@@ -42,23 +41,6 @@ def test_a_running_job_shows_its_progress_even_from_inside_its_own_transaction(
 
     job = wait_until(lambda: (j := _job(result)).status == JobStatus.SUCCESSFUL and j, timeout=30)
     assert job.return_value == "done"
-
-
-def test_progress_is_fenced_and_cleared_by_the_next_claim():
-    result = tasks.noop.enqueue()
-    [claimed] = queries.claim(connection, ["default"], 1, "test-worker", 30)
-    assert queries.set_progress(connection, claimed.id, claimed.lease_token, 55, "half")
-    other_token = "00000000-0000-0000-0000-000000000000"
-    assert not queries.set_progress(connection, claimed.id, other_token, 99, "stolen")
-    job = _job(result)
-    assert (job.progress, job.progress_message) == (55, "half")
-
-    queries.release(connection, "test-worker")
-    assert _job(result).status == JobStatus.READY
-    queries.claim(connection, ["default"], 1, "test-worker-2", 30)
-    job = _job(result)
-    assert job.status == JobStatus.RUNNING
-    assert (job.progress, job.progress_message) == (None, "")
 
 
 def test_report_progress_outside_a_job_does_nothing_and_rejects_bad_percentages():

@@ -29,32 +29,6 @@ def running(job_id) -> bool:
     return Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).exists()
 
 
-def test_frozen_worker_cannot_overwrite_the_rerun(start_worker):
-    result = tasks.sleep_and_report.enqueue(3)
-    frozen = start_worker(**SHORT_LEASE)
-    wait_until(lambda: running(result.id))
-    os.killpg(frozen.pid, signal.SIGSTOP)  # the worker and its pool child stop, mid-job
-
-    rescuer = start_worker(**SHORT_LEASE)
-    result.wait(timeout=30)
-    first_run = Execution.objects.get()
-    job = Job.objects.get(pk=result.id)
-    assert job.status == JobStatus.SUCCESSFUL and job.return_value == first_run.pid
-    assert len(job.worker_ids) == 2 and job.worker_ids[0] != job.worker_ids[1]
-    assert "outcome=RESCUED" in rescuer.output()
-
-    os.killpg(frozen.pid, signal.SIGCONT)  # it wakes up and finishes its stale run
-    wait_until(lambda: "outcome=DISCARDED" in frozen.output(), timeout=20)
-    assert Execution.objects.count() == 2
-    late = Job.objects.get(pk=result.id)
-    assert (late.status, late.return_value, late.finished_at, late.worker_ids) == (
-        job.status,
-        job.return_value,
-        job.finished_at,
-        job.worker_ids,
-    )
-
-
 def test_long_job_on_a_healthy_worker_is_never_rescued(start_worker):
     result = tasks.sleep_and_report.enqueue(6)  # four leases long
     workers = [start_worker(**SHORT_LEASE), start_worker(**SHORT_LEASE)]

@@ -98,17 +98,6 @@ def test_enqueue_many_sends_one_insert_per_thousand_jobs(django_assert_max_num_q
     assert Job.objects.count() == 2000
 
 
-def test_batch_completion_applies_only_to_jobs_the_worker_still_holds():
-    jobs = tasks.add.enqueue_many([((i, 0), {}) for i in range(4)])
-    claimed = queries.claim(connection, ["default"], 4, "w", 30)
-    assert {str(job.id) for job in claimed} == {job.id for job in jobs}
-    stale, *held = claimed
-    Job.objects.filter(pk=stale.id).update(lease_token="0" * 32)  # rescued and re-claimed
-    applied = queries.complete_many(connection, [(job.id, job.lease_token, "1") for job in claimed])
-    assert applied == {job.id for job in held}
-    assert Job.objects.get(pk=stale.id).status == "RUNNING"
-
-
 def _prepared_statements() -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements")

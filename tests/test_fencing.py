@@ -1,23 +1,73 @@
-"""Random schedules of enqueue, claim, finish, crash, freeze, rescue and cancel.
+"""Fencing: a worker that lost its lease cannot change the job any more.
 
-A seeded random walk (reproducible: the seed is in the test id) drives the
-real SQL of ``queries.py`` with several simulated workers, and after every
-step checks that no job was lost, every row is in one coherent state, and
-a write from a worker that lost its lease never applied.
+Every write about a claimed job carries the ``lease_token`` of that claim. A
+worker that froze past its lease, and whose job was rescued and claimed again,
+holds a stale token: its progress reports, completions and failures match no
+row. Proved on the statements one by one, by a seeded random walk over the
+real SQL of ``queries.py`` (reproducible: the seed is in the test id), and on
+real worker processes stopped with SIGSTOP.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import uuid
 
 import pytest
 from django.db import connection
 
 from django_dbtasks import queries
-from django_dbtasks.models import Job
+from django_dbtasks.models import Job, JobStatus
 
-pytestmark = pytest.mark.django_db
+from .conftest import wait_until
+from .testapp import tasks
+from .testapp.models import Execution
+
+
+def _job(result) -> Job:
+    return Job.objects.get(pk=result.id)
+
+
+def running(job_id) -> bool:
+    return Job.objects.filter(pk=job_id, status=JobStatus.RUNNING).exists()
+
+
+# Each write, one by one
+
+
+@pytest.mark.django_db(transaction=True)
+def test_progress_is_fenced_and_cleared_by_the_next_claim():
+    result = tasks.noop.enqueue()
+    [claimed] = queries.claim(connection, ["default"], 1, "test-worker", 30)
+    assert queries.set_progress(connection, claimed.id, claimed.lease_token, 55, "half")
+    other_token = "00000000-0000-0000-0000-000000000000"
+    assert not queries.set_progress(connection, claimed.id, other_token, 99, "stolen")
+    job = _job(result)
+    assert (job.progress, job.progress_message) == (55, "half")
+
+    queries.release(connection, "test-worker")
+    assert _job(result).status == JobStatus.READY
+    queries.claim(connection, ["default"], 1, "test-worker-2", 30)
+    job = _job(result)
+    assert job.status == JobStatus.RUNNING
+    assert (job.progress, job.progress_message) == (None, "")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batch_completion_applies_only_to_jobs_the_worker_still_holds():
+    jobs = tasks.add.enqueue_many([((i, 0), {}) for i in range(4)])
+    claimed = queries.claim(connection, ["default"], 4, "w", 30)
+    assert {str(job.id) for job in claimed} == {job.id for job in jobs}
+    stale, *held = claimed
+    Job.objects.filter(pk=stale.id).update(lease_token="0" * 32)  # rescued and re-claimed
+    applied = queries.complete_many(connection, [(job.id, job.lease_token, "1") for job in claimed])
+    assert applied == {job.id for job in held}
+    assert Job.objects.get(pk=stale.id).status == "RUNNING"
+
+
+# Random schedules of enqueue, claim, finish, crash, freeze, rescue and cancel
 
 WORKERS = ["w1", "w2", "w3"]
 POISON = {"exception_class_path": "django_dbtasks.exceptions.PoisonJob", "traceback": "poison"}
@@ -136,8 +186,42 @@ class Walk:
         self.check()
 
 
+@pytest.mark.django_db
 @pytest.mark.parametrize("seed", range(25))
 def test_random_schedules_never_lose_or_double_own_a_job(seed):
     walk = Walk(seed)
     for _ in range(60):
         walk.step()
+
+
+# Real workers
+
+#: Short leases so that rescues happen within seconds: heartbeat 0.5 s, lease 1.5 s.
+SHORT_LEASE = {"DBTASKS_TEST_LEASE": "1.5", "DBTASKS_TEST_HEARTBEAT": "0.5"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_frozen_worker_cannot_overwrite_the_rerun(start_worker):
+    result = tasks.sleep_and_report.enqueue(3)
+    frozen = start_worker(**SHORT_LEASE)
+    wait_until(lambda: running(result.id))
+    os.killpg(frozen.pid, signal.SIGSTOP)  # the worker and its pool child stop, mid-job
+
+    rescuer = start_worker(**SHORT_LEASE)
+    result.wait(timeout=30)
+    first_run = Execution.objects.get()
+    job = Job.objects.get(pk=result.id)
+    assert job.status == JobStatus.SUCCESSFUL and job.return_value == first_run.pid
+    assert len(job.worker_ids) == 2 and job.worker_ids[0] != job.worker_ids[1]
+    assert "outcome=RESCUED" in rescuer.output()
+
+    os.killpg(frozen.pid, signal.SIGCONT)  # it wakes up and finishes its stale run
+    wait_until(lambda: "outcome=DISCARDED" in frozen.output(), timeout=20)
+    assert Execution.objects.count() == 2
+    late = Job.objects.get(pk=result.id)
+    assert (late.status, late.return_value, late.finished_at, late.worker_ids) == (
+        job.status,
+        job.return_value,
+        job.finished_at,
+        job.worker_ids,
+    )
