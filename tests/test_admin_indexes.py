@@ -15,6 +15,7 @@ from django_dbtasks.admin.jobs import CappedPaginator
 from django_dbtasks.models import Job
 
 from .conftest import postgres_only
+from .plans import plan_of, scans
 
 pytestmark = [pytest.mark.django_db, postgres_only]
 
@@ -45,26 +46,6 @@ def large_table() -> None:
             " WHEN 1 THEN 'RUNNING' ELSE 'SUCCESSFUL' END AS status) AS s"
         )
         cursor.execute(f"ANALYZE {JOB}")
-
-
-def plan_of(sql: str, params: list | tuple) -> dict:
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
-        return cursor.fetchone()[0][0]["Plan"]
-
-
-def nodes(plan: dict):
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from nodes(child)
-
-
-def scans(plan: dict) -> list[tuple[str, str | None]]:
-    return [
-        (node["Node Type"], node.get("Index Name"))
-        for node in nodes(plan)
-        if "Scan" in node["Node Type"]
-    ]
 
 
 def test_failed_jobs_list_and_its_count_use_the_failed_index(large_table):

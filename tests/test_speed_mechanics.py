@@ -12,6 +12,7 @@ from django_dbtasks import queries
 from django_dbtasks.compat import TaskResultStatus
 from django_dbtasks.models import Job
 
+from . import plans
 from .conftest import postgres_only, wait_until
 from .testapp import tasks
 
@@ -20,25 +21,18 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def _claim_plan(limit: int) -> dict:
     """EXPLAIN (ANALYZE) of the real claim statement, inside a rolled-back transaction."""
-    plans: list[dict] = []
+    found: list[dict] = []
 
-    def explain(execute, sql, params, many, context):
+    def explain_claim(execute, sql, params, many, context):
         with connection.connection.cursor() as cursor:
-            cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, params)
-            plans.append(cursor.fetchone()[0][0]["Plan"])
+            found.append(plans.explain(cursor, sql, params, "ANALYZE, BUFFERS, FORMAT JSON"))
         return execute(sql, params, many, context)
 
-    with transaction.atomic(), connection.execute_wrapper(explain):
+    with transaction.atomic(), connection.execute_wrapper(explain_claim):
         claimed = queries.claim(connection, ["default"], limit, "explain", 30.0)
         transaction.set_rollback(True)
     assert len(claimed) == limit
-    return plans[0]
-
-
-def _nodes(plan: dict):
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _nodes(child)
+    return found[0]
 
 
 @postgres_only
@@ -60,7 +54,7 @@ def test_claim_uses_the_ready_index_and_reads_a_bounded_number_of_rows():
 
     plan = _claim_plan(limit=50)
 
-    nodes = list(_nodes(plan))
+    nodes = list(plans.nodes(plan))
     assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], json.dumps(plan, indent=1)
     assert not [n for n in nodes if n["Node Type"] == "Sort"], "the index gives the order"
     [scan] = [n for n in nodes if n.get("Index Name") == "dbtasks_job_ready"]
