@@ -4,8 +4,9 @@ Every write about a claimed job carries the ``lease_token`` of that claim. A
 worker that froze past its lease, and whose job was rescued and claimed again,
 holds a stale token: its progress reports, completions and failures match no
 row. Proved on the statements one by one, by a seeded random walk over the
-real SQL of ``queries.py`` (reproducible: the seed is in the test id), and on
-real worker processes stopped with SIGSTOP.
+real SQL of ``queries.py`` (reproducible: the seed is in the test id), on the
+worker loop driven one turn at a time, and on real worker processes stopped
+with SIGSTOP.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from django_dbtasks.models import Job, JobStatus
 from .conftest import wait_until
 from .testapp import tasks
 from .testapp.models import Execution
+from .turns import kind, started, statements_of
 
 
 def _job(result) -> Job:
@@ -192,6 +194,27 @@ def test_random_schedules_never_lose_or_double_own_a_job(seed):
     walk = Walk(seed)
     for _ in range(60):
         walk.step()
+
+
+# The worker loop, one turn at a time
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_outcome_whose_lease_was_lost_is_discarded(caplog):
+    result = tasks.add.enqueue(2, 3)
+    with started() as loop:
+        statements_of(loop)  # claimed, and run at the wait
+        # Meanwhile another worker rescued it and holds it under a new lease.
+        Job.objects.filter(pk=result.id).update(lease_token=uuid.uuid4())
+        with caplog.at_level("INFO", logger="django_dbtasks.worker"):
+            write_turn = statements_of(loop)
+        job = Job.objects.get(pk=result.id)
+
+    # The claim of one came back full, so this turn claims again beside the write.
+    assert [kind(sql) for sql in write_turn] == ["BEGIN", "complete", "claim", "COMMIT"]
+    assert job.status == JobStatus.RUNNING and job.return_value is None
+    assert f"job={result.id} task=tests.testapp.tasks.add outcome=DISCARDED" in caplog.text
+    assert loop.processed == 1
 
 
 # Real workers

@@ -9,73 +9,19 @@ it. Signals, crashes and races stay with the subprocess tests.
 
 from __future__ import annotations
 
-import re
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
-from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from django_dbtasks import queries
-from django_dbtasks.backend import DatabaseBackend
-from django_dbtasks.inline import InlinePool
 from django_dbtasks.models import Job, JobStatus
-from django_dbtasks.worker import WorkerLoop, WorkerOptions
 
 from .testapp import tasks
+from .turns import kind, started, statements_of, warm
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-#: Timers far away, so that a turn runs only what its test is about.
-QUIET = {"POLL_INTERVAL": 60.0, "HEARTBEAT_INTERVAL": 60.0, "LEASE": 120.0}
-
-
-def quiet_backend(**options: float) -> DatabaseBackend:
-    params = {**settings.TASKS["default"]}
-    params["OPTIONS"] = {**params["OPTIONS"], **QUIET, **options}
-    return DatabaseBackend("default", params)
-
-
-@contextmanager
-def started(backend: DatabaseBackend | None = None, **options: object) -> Iterator[WorkerLoop]:
-    loop = WorkerLoop(
-        backend or quiet_backend(),
-        WorkerOptions(queues=["default", "emails", "low"], scheduler=False, **options),  # type: ignore[arg-type]
-        pool=InlinePool(),
-    )
-    loop.start()
-    try:
-        yield loop
-    finally:
-        loop.shutdown()
-
-
-def statements_of(loop: WorkerLoop) -> list[str]:
-    """Run one turn; return the SQL it sent."""
-    with CaptureQueriesContext(connection) as captured:
-        assert loop.step()
-    return [query["sql"] for query in captured.captured_queries]
-
-
-def warm(loop: WorkerLoop) -> None:
-    """As after a stream of no-op jobs: the loop claims a full batch at once."""
-    for _ in range(20):
-        loop.pace.observe(1e-5)
-
-
-def kind(sql: str) -> str:
-    """What a statement of the worker does, read from its SQL."""
-    if re.search(r"status = 'SUCCESSFUL'", sql) and "UPDATE" in sql:
-        return "complete"
-    if "'FAILED'" in sql and "UPDATE" in sql and "lease_expires_at < " not in sql:
-        return "fail"
-    if "status = 'RUNNING', attempts = attempts + 1" in sql:
-        return "claim"
-    return sql.split()[0]
 
 
 def test_an_idle_turn_runs_one_claim_then_nothing_until_the_poll():
@@ -181,20 +127,3 @@ def test_a_suspect_is_claimed_alone_and_the_others_after_it():
     assert [kind(sql) for sql in the_rest] == ["claim"]
     assert Job.objects.get(pk=suspect.id).crashes == 0
     assert set(Job.objects.values_list("status", flat=True)) == {JobStatus.SUCCESSFUL}
-
-
-def test_an_outcome_whose_lease_was_lost_is_discarded(caplog):
-    result = tasks.add.enqueue(2, 3)
-    with started() as loop:
-        statements_of(loop)  # claimed, and run at the wait
-        # Meanwhile another worker rescued it and holds it under a new lease.
-        Job.objects.filter(pk=result.id).update(lease_token=uuid.uuid4())
-        with caplog.at_level("INFO", logger="django_dbtasks.worker"):
-            write_turn = statements_of(loop)
-        job = Job.objects.get(pk=result.id)
-
-    # The claim of one came back full, so this turn claims again beside the write.
-    assert [kind(sql) for sql in write_turn] == ["BEGIN", "complete", "claim", "COMMIT"]
-    assert job.status == JobStatus.RUNNING and job.return_value is None
-    assert f"job={result.id} task=tests.testapp.tasks.add outcome=DISCARDED" in caplog.text
-    assert loop.processed == 1
