@@ -162,3 +162,18 @@ def test_bash_blocks_name_real_commands_and_options(page: str) -> None:
             if word.startswith("-"):
                 option = word.split("=", 1)[0]
                 assert option in parser._option_string_actions, f"{page}: {name} {option}?"
+
+
+def test_the_readme_names_every_module_of_the_package() -> None:
+    """The module table of "How it is built" stays complete as modules come and go."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## How it is built") : readme.index("## Supported versions")]
+    named = set(re.findall(r"`([\w/]+\.py)`", table))
+    package = ROOT / "django_dbtasks"
+    modules = {
+        path.name
+        for path in package.glob("*.py")
+        if path.name not in {"__init__.py", "apps.py", "arguments.py"}
+    }
+    assert modules - named == set(), "modules missing from README's table"
+    assert {name for name in named if "/" not in name} - modules == set(), "gone modules"
