@@ -15,10 +15,10 @@ from typing import Any
 
 from . import progress, registry
 from .base import DbTask, DbTaskResult
+from .claimed import ClaimedJob
 from .compat import TaskContext, TaskResultStatus
 from .conf import Options
 from .exceptions import TaskNotRegistered, exception_path
-from .queries import ClaimedJob
 from .serialization import dumps_return_value
 
 #: Longest traceback kept per failed attempt (its start and its end are kept).

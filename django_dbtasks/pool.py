@@ -43,9 +43,9 @@ from multiprocessing.synchronize import Event
 from typing import Any
 
 from . import execution
+from .claimed import ClaimedJob
 from .exceptions import JobTimedOut, WorkerCrashed
 from .execution import Outcome
-from .queries import ClaimedJob
 
 _fork = multiprocessing.get_context("fork")
 logger = logging.getLogger("django_dbtasks.worker")

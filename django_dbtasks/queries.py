@@ -14,7 +14,6 @@ import functools
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +21,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
 
+from .claimed import ClaimedJob
 from .models import Job, Worker
 from .serialization import MAX_NESTING, deeper_than
 
@@ -29,28 +29,6 @@ JOB = Job._meta.db_table
 WORKER = Worker._meta.db_table
 NOW = {"postgresql": "now()", "sqlite": "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now')"}
 _json_string = json.encoder.encode_basestring  # a str as a quoted JSON string (in C)
-
-
-@dataclass(frozen=True)
-class ClaimedJob:
-    """What a worker needs from a job row it has just claimed."""
-
-    id: int
-    task_path: str
-    queue_name: str
-    priority: int
-    args: list[Any]
-    kwargs: dict[str, Any]
-    attempts: int
-    max_attempts: int
-    lease_token: str
-    enqueued_at: datetime | None
-    started_at: datetime | None
-    worker_ids: list[str]
-    #: Why the row cannot be run ("" when it can): arguments that cannot be decoded or
-    #: nest too deep, or a malformed row (written by SQL, or by a buggy release). Such
-    #: a job fails at once instead of breaking the claim of the jobs beside it.
-    unrunnable: str = ""
 
 
 class Dialect:

@@ -26,13 +26,13 @@ from django.utils.crypto import get_random_string
 from . import execution, queries, registry
 from .backend import DatabaseBackend
 from .base import DbTaskResult
+from .claimed import ClaimedJob
 from .compat import TaskError, TaskResultStatus, task_finished, task_started
 from .exceptions import ArgumentNotSerializable, PoisonJob, TaskFailed, TaskNotRegistered
 from .execution import Outcome, error_entry, running_result
 from .notify import Listener
 from .outages import is_outage, sqlstate
 from .pool import Finished, Limits, Pool
-from .queries import ClaimedJob
 from .scheduler import Scheduler
 
 logger = logging.getLogger("django_dbtasks.worker")
