@@ -27,13 +27,13 @@ from .compat import (
     BaseTaskBackend,
     InvalidTask,
     Task,
-    TaskError,
     TaskResultDoesNotExist,
     TaskResultStatus,
     task_enqueued,
 )
 from .conf import Options
-from .exceptions import JobCancelled, TaskNotRegistered, exception_path
+from .errors import error_entry, task_error
+from .exceptions import JobCancelled, TaskNotRegistered
 from .serialization import check_arguments, encode_arguments
 
 #: Rows per INSERT statement in ``enqueue_many()`` (all in one transaction).
@@ -279,19 +279,14 @@ class DatabaseBackend(BaseTaskBackend):
         self, task: Task, job_id: int, args: list[Any], kwargs: dict[str, Any], enqueued_at: Any
     ) -> DbTaskResult:
         """The result of a job just enqueued: READY, nothing run yet."""
-        return DbTaskResult(
-            task=task,
-            id=str(job_id),
-            status=TaskResultStatus.READY,
-            enqueued_at=enqueued_at,
-            started_at=None,
-            finished_at=None,
-            last_attempted_at=None,
+        return DbTaskResult.build(
+            task,
+            job_id,
+            TaskResultStatus.READY,
+            backend=self.alias,
             args=args,
             kwargs=kwargs,
-            backend=self.alias,
-            errors=[],
-            worker_ids=[],
+            enqueued_at=enqueued_at,
         )
 
     # Reading results
@@ -316,29 +311,21 @@ class DatabaseBackend(BaseTaskBackend):
             if registered is None:
                 raise TaskNotRegistered(registry.not_registered_message(job.task_path))
             task = registered
-        task = self._as_enqueued(task, job)
-        result = DbTaskResult(
-            task=task,
-            id=str(job.pk),
-            status=_RESULT_STATUS[job.status],
+        return DbTaskResult.build(
+            self._as_enqueued(task, job),
+            job.pk,
+            _RESULT_STATUS[job.status],
+            backend=self.alias,
+            args=list(job.args),
+            kwargs=dict(job.kwargs),
             enqueued_at=job.enqueued_at,
             started_at=job.started_at,
             finished_at=job.finished_at,
             last_attempted_at=job.last_attempted_at,
-            args=list(job.args),
-            kwargs=dict(job.kwargs),
-            backend=self.alias,
-            errors=[
-                TaskError(
-                    exception_class_path=entry["exception_class_path"],
-                    traceback=entry.get("traceback", ""),
-                )
-                for entry in job.errors
-            ],
+            errors=[task_error(entry) for entry in job.errors],
             worker_ids=list(job.worker_ids),
+            return_value=job.return_value,
         )
-        object.__setattr__(result, "_return_value", job.return_value)
-        return result
 
     def _as_enqueued(self, task: Task, job: Any) -> Task:
         """The task as ``using()`` shaped it for this job: the row's priority, queue and
@@ -365,10 +352,7 @@ class DatabaseBackend(BaseTaskBackend):
 
     def cancel(self, result_id: Any) -> bool:
         """Cancel a job that has not started yet; return whether it was cancelled."""
-        error = {
-            "exception_class_path": exception_path(JobCancelled),
-            "traceback": "Cancelled before it started.",
-        }
+        error = error_entry(JobCancelled, "Cancelled before it started.")
         job_id = _job_id(result_id)
         if job_id is None:
             return False
