@@ -99,7 +99,9 @@ class Walk:
         if self.enqueued:
             job_id = self.rng.choice(sorted(self.enqueued))
             was_ready = self.row(job_id).status == "READY"
-            assert queries.cancel(connection, job_id, ERROR) == was_ready
+            assert queries.cancel_many(connection, [job_id], ERROR) == (
+                [job_id] if was_ready else []
+            )
 
     # Invariants
 

@@ -886,11 +886,24 @@ def test_a_fire_the_database_refuses_is_an_error_not_a_silent_drop():
         name="check", task_path="tests.testapp.tasks.noop", cron="* * * * *"
     )
     moment = timezone.now().replace(microsecond=0)
-    job = Job(task_path=schedule.task_path, schedule=schedule, scheduled_for=moment)
-    assert queries.insert_fire(connection, job) is not None
-    assert queries.insert_fire(connection, job) is None  # that fire time has its job
+
+    def insert_fire(scheduled_for: dt.datetime, priority: int = 0) -> list:
+        return queries.insert_jobs(
+            connection,
+            backend="default",
+            task_path=schedule.task_path,
+            queue_name="default",
+            priority=priority,
+            max_attempts=1,
+            run_after=None,
+            calls=[("[]", "{}")],
+            schedule_id=schedule.pk,
+            scheduled_for=scheduled_for,
+        )
+
+    assert insert_fire(moment) != []
+    assert insert_fire(moment) == []  # that fire time has its job
     assert Job.objects.filter(schedule=schedule).count() == 1
-    job.scheduled_for = moment + dt.timedelta(minutes=1)
-    job.priority = 999  # outside the job table's CHECK constraint
+    # 999 is outside the job table's CHECK constraint
     with pytest.raises(IntegrityError), transaction.atomic():
-        queries.insert_fire(connection, job)
+        insert_fire(moment + dt.timedelta(minutes=1), priority=999)
