@@ -7,6 +7,7 @@ and no worker can see the row before it commits.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import inspect
@@ -27,14 +28,14 @@ from .compat import (
     BaseTaskBackend,
     InvalidTask,
     Task,
-    TaskError,
     TaskResultDoesNotExist,
     TaskResultStatus,
     task_enqueued,
 )
 from .conf import Options
-from .exceptions import JobCancelled, TaskNotRegistered, exception_path
-from .serialization import check_arguments, encode_arguments
+from .errors import error_entry, task_error
+from .exceptions import JobCancelled, TaskNotRegistered
+from .serialization import encode_arguments
 
 #: Rows per INSERT statement in ``enqueue_many()`` (all in one transaction).
 BULK_SIZE = 1000
@@ -168,28 +169,14 @@ class DatabaseBackend(BaseTaskBackend):
             super().validate_task(task)
             self._validated.add((variant, settings.USE_TZ))
 
-    def _new_job(self, task: Task, args: Iterable[Any], kwargs: dict[str, Any]) -> Any:
-        from .models import Job
+    def _insert(
+        self, task: Task, calls: list[tuple[str, str]], unique_key: str | None = None
+    ) -> list[tuple[int, datetime | None]]:
+        """Insert jobs of ``task``, one per encoded call; return ``(id, enqueued_at)`` of each.
 
-        args = list(args)
-        check_arguments(task.module_path, args, kwargs)
-        job = Job(
-            backend=self.alias,
-            task_path=task.module_path,
-            queue_name=task.queue_name,
-            priority=task.priority,
-            args=args,
-            kwargs=kwargs,
-            max_attempts=getattr(task, "max_attempts", 1),
-            unique_key=task.unique_key(args, kwargs) if isinstance(task, DbTask) else None,
-        )
-        if task.run_after is not None:
-            job.run_after = task.run_after
-        return job
-
-    def _insert(self, task: Task, calls: list[tuple[list[Any], dict[str, Any]]]) -> list[Any]:
-        """Insert plain (not unique) jobs in bulk; return ``(id, enqueued_at)`` per call."""
-        encoded = [encode_arguments(task.module_path, args, kwargs) for args, kwargs in calls]
+        With ``unique_key`` (one call), the list is empty when the key has an
+        unfinished job already (see ``queries.insert_jobs``).
+        """
         return queries.insert_jobs(
             connections[self.database],
             backend=self.alias,
@@ -198,7 +185,8 @@ class DatabaseBackend(BaseTaskBackend):
             priority=task.priority,
             max_attempts=getattr(task, "max_attempts", 1),
             run_after=task.run_after,
-            calls=encoded,
+            calls=calls,
+            unique_key=unique_key,
         )
 
     def _is_unique(self, task: Task) -> bool:
@@ -209,51 +197,53 @@ class DatabaseBackend(BaseTaskBackend):
         self.validate_task(task)
         args = list(args)
         check_call(task, args, kwargs)
+        encoded = encode_arguments(task.module_path, args, kwargs)
         if self._is_unique(task):
-            job = self._new_job(task, args, kwargs)
-            existing = self._insert_unique(job)
-            result = self.result_from_job(existing or job, task)
-            if existing is not None:
-                return result
+            result, inserted = self._insert_unique(task, args, kwargs, encoded)
+            if not inserted:
+                return result  # the unfinished job with its key: nothing was enqueued
         else:
-            [(job_id, enqueued_at)] = self._insert(task, [(args, kwargs)])
+            [(job_id, enqueued_at)] = self._insert(task, [encoded])
             result = self._new_result(task, job_id, args, kwargs, enqueued_at)
         task_enqueued.send(type(self), task_result=result)
         return result
 
-    def _insert_unique(self, job: Any) -> Any:
-        """Insert a unique job, or return the unfinished job that has its key.
+    def _insert_unique(
+        self, task: Task, args: list[Any], kwargs: dict[str, Any], encoded: tuple[str, str]
+    ) -> tuple[DbTaskResult, bool]:
+        """Insert a unique job, or find the unfinished job that has its key.
 
-        The partial unique index decides: a racing insert of the same key
-        waits for the first one's transaction and then fails, and we return
-        the winner. If the winner finished in between, we try again.
+        Returns the result, and whether it is a new job. The partial unique
+        index decides (``ON CONFLICT DO NOTHING``): a racing insert of the same
+        key waits for the first one's transaction, then inserts nothing, and
+        we return the winner. If the winner finished in between, we try again.
         """
         from .models import Job
 
+        assert isinstance(task, DbTask)
+        key = task.unique_key(args, kwargs)
         for _ in range(10):
-            try:
-                with transaction.atomic(using=self.database):
-                    job.save(using=self.database, force_insert=True)
-                return None
-            except IntegrityError:
-                job.pk = None
-                existing = (
-                    Job.objects.using(self.database)
-                    .filter(task_path=job.task_path, unique_key=job.unique_key)
-                    .filter(status__in=["READY", "RUNNING"])
-                    .first()
-                )
-                if existing is not None:
-                    return existing
+            inserted = self._insert(task, [encoded], unique_key=key)
+            if inserted:
+                [(job_id, enqueued_at)] = inserted
+                return self._new_result(task, job_id, args, kwargs, enqueued_at), True
+            existing = (
+                Job.objects.using(self.database)
+                .filter(task_path=task.module_path, unique_key=key)
+                .filter(status__in=["READY", "RUNNING"])
+                .first()
+            )
+            if existing is not None:
+                return self.result_from_job(existing, task), False
         raise IntegrityError(
-            f"Could not enqueue unique job {job.task_path} (key {job.unique_key}): its "
+            f"Could not enqueue unique job {task.module_path} (key {key}): its "
             "duplicates kept finishing between our insert and our lookup."
         )
 
     def enqueue_many(
         self, task: Task, calls: Iterable[tuple[Iterable[Any], dict[str, Any]]]
     ) -> list[DbTaskResult]:
-        """Insert one job per ``(args, kwargs)``, 1,000 per INSERT, in one transaction."""
+        """Insert one job per ``(args, kwargs)``, 1,000 per INSERT, all or none."""
         self.config  # noqa: B018 - raises the configuration error, if any, first
         self.validate_task(task)
         pairs = [(list(args), dict(kwargs)) for args, kwargs in calls]
@@ -264,11 +254,17 @@ class DatabaseBackend(BaseTaskBackend):
             with transaction.atomic(using=self.database):
                 return [self.enqueue(task, args, kwargs) for args, kwargs in pairs]
         results = []
-        with transaction.atomic(using=self.database):
-            for start in range(0, len(pairs), BULK_SIZE):
-                chunk = pairs[start : start + BULK_SIZE]
+        chunks = [pairs[start : start + BULK_SIZE] for start in range(0, len(pairs), BULK_SIZE)]
+        # One INSERT is atomic by itself (and a transaction around it costs two round
+        # trips); several share one, so that all of them are enqueued or none.
+        atomic = (
+            transaction.atomic(using=self.database) if len(chunks) > 1 else contextlib.nullcontext()
+        )
+        with atomic:
+            for chunk in chunks:
+                encoded = [encode_arguments(task.module_path, a, k) for a, k in chunk]
                 for (args, kwargs), (job_id, enqueued_at) in zip(
-                    chunk, self._insert(task, chunk), strict=True
+                    chunk, self._insert(task, encoded), strict=True
                 ):
                     results.append(self._new_result(task, job_id, args, kwargs, enqueued_at))
         for result in results:
@@ -279,19 +275,14 @@ class DatabaseBackend(BaseTaskBackend):
         self, task: Task, job_id: int, args: list[Any], kwargs: dict[str, Any], enqueued_at: Any
     ) -> DbTaskResult:
         """The result of a job just enqueued: READY, nothing run yet."""
-        return DbTaskResult(
-            task=task,
-            id=str(job_id),
-            status=TaskResultStatus.READY,
-            enqueued_at=enqueued_at,
-            started_at=None,
-            finished_at=None,
-            last_attempted_at=None,
+        return DbTaskResult.build(
+            task,
+            job_id,
+            TaskResultStatus.READY,
+            backend=self.alias,
             args=args,
             kwargs=kwargs,
-            backend=self.alias,
-            errors=[],
-            worker_ids=[],
+            enqueued_at=enqueued_at,
         )
 
     # Reading results
@@ -316,29 +307,21 @@ class DatabaseBackend(BaseTaskBackend):
             if registered is None:
                 raise TaskNotRegistered(registry.not_registered_message(job.task_path))
             task = registered
-        task = self._as_enqueued(task, job)
-        result = DbTaskResult(
-            task=task,
-            id=str(job.pk),
-            status=_RESULT_STATUS[job.status],
+        return DbTaskResult.build(
+            self._as_enqueued(task, job),
+            job.pk,
+            _RESULT_STATUS[job.status],
+            backend=self.alias,
+            args=list(job.args),
+            kwargs=dict(job.kwargs),
             enqueued_at=job.enqueued_at,
             started_at=job.started_at,
             finished_at=job.finished_at,
             last_attempted_at=job.last_attempted_at,
-            args=list(job.args),
-            kwargs=dict(job.kwargs),
-            backend=self.alias,
-            errors=[
-                TaskError(
-                    exception_class_path=entry["exception_class_path"],
-                    traceback=entry.get("traceback", ""),
-                )
-                for entry in job.errors
-            ],
+            errors=[task_error(entry) for entry in job.errors],
             worker_ids=list(job.worker_ids),
+            return_value=job.return_value,
         )
-        object.__setattr__(result, "_return_value", job.return_value)
-        return result
 
     def _as_enqueued(self, task: Task, job: Any) -> Task:
         """The task as ``using()`` shaped it for this job: the row's priority, queue and
@@ -365,14 +348,12 @@ class DatabaseBackend(BaseTaskBackend):
 
     def cancel(self, result_id: Any) -> bool:
         """Cancel a job that has not started yet; return whether it was cancelled."""
-        error = {
-            "exception_class_path": exception_path(JobCancelled),
-            "traceback": "Cancelled before it started.",
-        }
+        error = error_entry(JobCancelled, "Cancelled before it started.")
         job_id = _job_id(result_id)
         if job_id is None:
             return False
-        return queries.cancel(connections[self.database], job_id, error, self.alias)
+        cancelled = queries.cancel_many(connections[self.database], [job_id], error, self.alias)
+        return cancelled == [job_id]
 
     # System checks. Django's task framework calls ``check()`` on 6.0+ (and on 5.2
     # with the backport's app installed); ``checks.check_task_settings`` does otherwise.

@@ -25,6 +25,7 @@ from .compat import (
     DEFAULT_TASK_QUEUE_NAME,
     InvalidTask,
     Task,
+    TaskError,
     TaskResult,
     TaskResultStatus,
 )
@@ -155,6 +156,48 @@ class DbTask(Task):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DbTaskResult(TaskResult):  # type: ignore[misc]  # the stubs miss that it is frozen
     """A standard ``TaskResult`` that can also wait for its job and cancel it."""
+
+    @classmethod
+    def build(
+        cls,
+        task: Task,
+        job_id: int,
+        status: TaskResultStatus,
+        *,
+        backend: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        enqueued_at: datetime | None,
+        started_at: datetime | None = None,
+        finished_at: datetime | None = None,
+        last_attempted_at: datetime | None = None,
+        errors: list[TaskError] | None = None,
+        worker_ids: list[str] | None = None,
+        return_value: Any = None,
+    ) -> DbTaskResult:
+        """The result of job ``job_id``: every result our code makes is built here.
+
+        What is not given is what a job has before it runs: no times but its
+        enqueue time, no errors, no workers, no return value. The lists are
+        used as given, not copied.
+        """
+        result = cls(
+            task=task,
+            id=str(job_id),
+            status=status,
+            enqueued_at=enqueued_at,
+            started_at=started_at,
+            finished_at=finished_at,
+            last_attempted_at=last_attempted_at,
+            args=args,
+            kwargs=kwargs,
+            backend=backend,
+            errors=[] if errors is None else errors,
+            worker_ids=[] if worker_ids is None else worker_ids,
+        )
+        if return_value is not None:
+            object.__setattr__(result, "_return_value", return_value)
+        return result
 
     def wait(self, timeout: float | None = None, interval: float = 0.05) -> DbTaskResult:
         """Block until the job is finished (like Celery's ``AsyncResult.get``).

@@ -15,16 +15,12 @@ from typing import Any
 
 from . import progress, registry
 from .base import DbTask, DbTaskResult
+from .claimed import ClaimedJob
 from .compat import TaskContext, TaskResultStatus
 from .conf import Options
-from .exceptions import TaskNotRegistered, exception_path
-from .queries import ClaimedJob
+from .errors import MAX_MESSAGE_CHARS, error_entry, storable_text
+from .exceptions import TaskNotRegistered
 from .serialization import dumps_return_value
-
-#: Longest traceback kept per failed attempt (its start and its end are kept).
-MAX_TRACEBACK_CHARS = 64_000
-#: Longest one-line summary of a failed attempt.
-MAX_MESSAGE_CHARS = 2_000
 
 
 @dataclass(frozen=True)
@@ -38,37 +34,6 @@ class Outcome:
     duration: float = 0.0
     #: ``time.monotonic()`` when the attempt ended (the same clock in every process).
     finished_at: float = 0.0
-
-
-def storable_text(text: str, limit: int) -> str:
-    """``text`` as the job table can store it: NUL and lone surrogates escaped, cut to size.
-
-    Error text is for people: ``\\x00`` and ``\\udc80`` read as well as the
-    characters, and a cut in the middle of a huge traceback keeps both ends.
-    """
-    if "\x00" in text:
-        text = text.replace("\x00", "\\x00")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    if len(text) > limit:
-        head, tail = limit // 4, limit - limit // 4
-        cut = len(text) - head - tail
-        text = f"{text[:head]}\n[... {cut:,} characters cut ...]\n{text[-tail:]}"
-    return text
-
-
-def error_entry(
-    exc_type: type[BaseException], text: str, message: str | None = None
-) -> dict[str, Any]:
-    """One failed attempt as stored in ``Job.errors`` (Django's TaskError, plus a summary)."""
-    summary = message or f"{exc_type.__name__}: {text.strip().splitlines()[0] if text else ''}"
-    return {
-        "exception_class_path": exception_path(exc_type),
-        "traceback": storable_text(text, MAX_TRACEBACK_CHARS),
-        "message": storable_text(summary, MAX_MESSAGE_CHARS),
-    }
 
 
 def describe_exception(exc: BaseException) -> dict[str, Any]:
@@ -90,18 +55,15 @@ def failed(job_id: int, exc: BaseException, context: str) -> Outcome:
 
 def running_result(task: DbTask, job: ClaimedJob) -> DbTaskResult:
     """The TaskResult of a job being run: the task's context, and the worker's signals."""
-    return DbTaskResult(
-        task=task,
-        id=str(job.id),
-        status=TaskResultStatus.RUNNING,
-        enqueued_at=job.enqueued_at,
-        started_at=job.started_at,
-        finished_at=None,
-        last_attempted_at=None,
+    return DbTaskResult.build(
+        task,
+        job.id,
+        TaskResultStatus.RUNNING,
+        backend=task.backend,
         args=job.args,
         kwargs=job.kwargs,
-        backend=task.backend,
-        errors=[],
+        enqueued_at=job.enqueued_at,
+        started_at=job.started_at,
         worker_ids=job.worker_ids,
     )
 

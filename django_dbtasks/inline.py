@@ -17,8 +17,8 @@ import select
 from typing import Any
 
 from . import execution
+from .claimed import ClaimedJob
 from .pool import Finished
-from .queries import ClaimedJob  # MERGE: claimed
 
 
 class InlinePool:

@@ -14,8 +14,8 @@ from typing import Any
 
 from . import queries
 from .conf import Options
+from .errors import error_entry
 from .exceptions import PoisonJob
-from .execution import error_entry  # MERGE: errors
 from .outages import OutageGuard
 from .reporting import Reporter
 

@@ -25,11 +25,12 @@ from typing import Any
 from django.db import DatabaseError, transaction
 
 from . import queries, registry
+from .claimed import ClaimedJob
 from .compat import TaskResultStatus
-from .execution import Outcome, error_entry  # MERGE: errors
+from .errors import error_entry
+from .execution import Outcome
 from .outages import OutageGuard, sqlstate
 from .pool import Finished
-from .queries import ClaimedJob  # MERGE: claimed
 from .reporting import Reporter
 
 #: How many times one outcome is offered to a database that refuses it: as it

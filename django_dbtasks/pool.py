@@ -43,10 +43,11 @@ from multiprocessing.synchronize import Event
 from typing import Any
 
 from . import execution
+from .claimed import ClaimedJob
+from .errors import error_entry
 from .exceptions import JobTimedOut, WorkerCrashed
 from .execution import Outcome
 from .logfmt import Fields
-from .queries import ClaimedJob
 
 _fork = multiprocessing.get_context("fork")
 logger = logging.getLogger("django_dbtasks.worker")
@@ -427,7 +428,7 @@ class Pool:
             "the task returned (a crash in native code, os._exit(), or the kernel's OOM "
             "killer). The worker replaced it and went on."
         )
-        error = execution.error_entry(WorkerCrashed, text)
+        error = error_entry(WorkerCrashed, text)
         outcome = Outcome(job_id=job.id, succeeded=False, error=error, duration=elapsed)
         return [Finished(job, outcome)]
 
@@ -449,7 +450,7 @@ class Pool:
                 f"Timed out after {limit:g} s (the task's timeout): the attempt was stopped "
                 f"after {elapsed:.1f} s by killing the process that ran it."
             )
-            error = execution.error_entry(JobTimedOut, text)
+            error = error_entry(JobTimedOut, text)
             outcome = Outcome(job_id=job.id, succeeded=False, error=error, duration=elapsed)
             finished.append(Finished(job, outcome))
         return finished

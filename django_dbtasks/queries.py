@@ -1,20 +1,28 @@
-"""Every SQL statement the worker runs, each written once, named and explained.
+"""Every SQL statement of the job and worker tables, each written once, named and explained.
 
 Two dialects share the same statements: PostgreSQL (production) and SQLite
-(the embedded default). Every time comparison uses the database's clock
-(``now()`` / ``STRFTIME('now')``), never a worker's, because workers on
-several hosts have skewed clocks. Every write about a claimed job carries its
+(the embedded default). Each statement is written whole, once per dialect,
+as a module constant (``CLAIM_POSTGRES``, ``CLAIM_SQLITE``); the few holes in
+braces are lists of values (see ``_in``) or the rows of a batch, filled in by
+small cached builders. Parameters are named (``%(lease)s``, so a literal
+``%`` is ``%%``); a VALUES list, in which each value is used once, is bound
+by position.
+
+Every time comparison uses the database's clock (``now()`` /
+``STRFTIME('now')``), never a worker's, because workers on several hosts
+have skewed clocks. Every write about a claimed job carries its
 ``lease_token`` (fencing): a worker that froze past its lease, and whose job
 was rescued and re-run by another, finds its late writes match no row.
+
+Sections: claims and fencing, workers, enqueue, operators, statistics.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,116 +30,46 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
 
+from .claimed import ClaimedJob
 from .models import Job, Worker
 from .serialization import MAX_NESTING, deeper_than
 
 JOB = Job._meta.db_table
 WORKER = Worker._meta.db_table
-NOW = {"postgresql": "now()", "sqlite": "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now')"}
+#: SQLite's ``now()``: the same text format as the timestamps Django stores there.
+SQLITE_NOW = "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now')"
 _json_string = json.encoder.encode_basestring  # a str as a quoted JSON string (in C)
 
 
-@dataclass(frozen=True)
-class ClaimedJob:
-    """What a worker needs from a job row it has just claimed."""
-
-    id: int
-    task_path: str
-    queue_name: str
-    priority: int
-    args: list[Any]
-    kwargs: dict[str, Any]
-    attempts: int
-    max_attempts: int
-    lease_token: str
-    enqueued_at: datetime | None
-    started_at: datetime | None
-    worker_ids: list[str]
-    #: Why the row cannot be run ("" when it can): arguments that cannot be decoded or
-    #: nest too deep, or a malformed row (written by SQL, or by a buggy release). Such
-    #: a job fails at once instead of breaking the claim of the jobs beside it.
-    unrunnable: str = ""
+# Spellings shared by both dialects
 
 
-class Dialect:
-    """The few spellings that differ between PostgreSQL and SQLite."""
-
-    def __init__(self, connection: BaseDatabaseWrapper) -> None:
-        self.postgres = connection.vendor == "postgresql"
-        self.now = NOW["postgresql" if self.postgres else "sqlite"]
-
-    def now_plus(self) -> str:
-        """SQL for the database's now plus a parameter of seconds."""
-        if self.postgres:
-            return "(now() + make_interval(secs => %s))"
-        return "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now', %s)"
-
-    def seconds(self, value: float) -> Any:
-        """The parameter ``now_plus()`` expects for ``value`` seconds."""
-        return float(value) if self.postgres else f"{float(value):+.3f} seconds"
-
-    def append_json(self, column: str) -> str:
-        """SQL appending one JSON value (given as a text parameter) to a JSON array.
-
-        A column that is not an array (a row written by SQL or a buggy release)
-        starts a new one, so the history we write is never lost in it.
-        """
-        if self.postgres:
-            array = f"CASE WHEN jsonb_typeof({column}) = 'array' THEN {column} ELSE '[]' END"
-            return f"({array}) || jsonb_build_array(%s::jsonb)"
-        array = f"CASE WHEN json_type({column}) = 'array' THEN {column} ELSE '[]' END"
-        return f"json_insert({array}, '$[#]', json(%s))"
-
-    def new_token(self) -> str:
-        if self.postgres:
-            return "gen_random_uuid()"
-        return "lower(hex(randomblob(16)))"
-
-    def in_queues(self, queues: list[str]) -> tuple[str, list[Any]]:
-        """SQL selecting jobs of ``queues``; an empty list is every queue (``QUEUES: []``)."""
-        if not queues:
-            return "1 = 1", []
-        return self.in_list("queue_name", queues)
-
-    def in_list(self, column: str, values: list[Any]) -> tuple[str, list[Any]]:
-        if self.postgres:
-            return f"{column} = ANY(%s)", [list(values)]
-        return f"{column} IN ({', '.join(['%s'] * len(values))})", list(values)
+def _postgres(connection: BaseDatabaseWrapper) -> bool:
+    return connection.vendor == "postgresql"
 
 
-@contextmanager
-def insert_cursor(connection: BaseDatabaseWrapper) -> Iterator[Any]:
-    """The cursor of ``enqueue()``'s INSERT, which may be a prepared statement.
+def _seconds(postgres: bool, value: float) -> Any:
+    """A number of seconds as each dialect adds it to now (``make_interval`` / a modifier)."""
+    return float(value) if postgres else f"{float(value):+.3f} seconds"
 
-    Django binds parameters on the client, so PostgreSQL parses and plans each
-    statement every time, and it turns psycopg's prepared statements off (the
-    ``prepare_threshold`` connection option), because a connection pooler in
-    transaction mode may not support them. When the project turns them back on
-    (``"prepare_threshold": N`` in the database's ``OPTIONS``), the INSERT binds
-    its parameters on the server instead, so psycopg prepares it once per
-    connection: about a tenth more ``enqueue()`` calls per second here. Otherwise, and
-    on SQLite, this is Django's own cursor. Either way Django wraps it: query
-    logging, ``execute_wrapper()`` hooks and error translation work as usual.
 
-    Only the INSERT: its plan is the same whatever its parameters. The claim's
-    best plan depends on its LIMIT, and PostgreSQL's generic plan for it (used
-    after five executions of a prepared statement when it looks no costlier)
-    can hash-join the whole table, so the claim is planned each time.
+@functools.lru_cache(maxsize=256)
+def _in(postgres: bool, column: str, name: str, count: int) -> str:
+    """SQL for ``column`` being one of ``count`` values, bound by ``_in_params``.
+
+    PostgreSQL takes the list as one array parameter, ``%(name)s``; SQLite
+    has no arrays, so there each value is a parameter: ``%(name_0)s, ...``.
     """
-    options = connection.settings_dict.get("OPTIONS") or {}
-    if connection.vendor == "postgresql" and options.get("prepare_threshold") is not None:
-        import psycopg
+    if postgres:
+        return f"{column} = ANY(%({name})s)"
+    return f"{column} IN ({', '.join(f'%({name}_{i})s' for i in range(count))})"
 
-        # What connection.cursor() does, with a server-binding cursor class.
-        connection.close_if_health_check_failed()  # type: ignore[attr-defined]
-        connection.ensure_connection()
-        with connection.wrap_database_errors:
-            raw = psycopg.Cursor(connection.connection)
-            cursor = connection._prepare_cursor(raw)  # type: ignore[attr-defined]
-    else:
-        cursor = connection.cursor()
-    with cursor:
-        yield cursor
+
+def _in_params(postgres: bool, name: str, values: Sequence[Any]) -> dict[str, Any]:
+    """The parameters of ``_in(postgres, column, name, len(values))``."""
+    if postgres:
+        return {name: list(values)}
+    return {f"{name}_{i}": value for i, value in enumerate(values)}
 
 
 def lock_for_writing(connection: BaseDatabaseWrapper) -> None:
@@ -146,6 +84,27 @@ def lock_for_writing(connection: BaseDatabaseWrapper) -> None:
     if connection.vendor == "sqlite":
         with connection.cursor() as cursor:
             cursor.execute(f"UPDATE {WORKER} SET id = id WHERE 0")
+
+
+DATABASE_NOW_POSTGRES = "SELECT clock_timestamp()"
+DATABASE_NOW_SQLITE = f"SELECT {SQLITE_NOW}"
+
+
+def database_now(connection: BaseDatabaseWrapper) -> datetime:
+    """The database's clock, for code that must compare times the way SQL does.
+
+    ``clock_timestamp()`` rather than ``now()``: the time of this call, even
+    inside a transaction that began earlier.
+    """
+    sql = DATABASE_NOW_POSTGRES if _postgres(connection) else DATABASE_NOW_SQLITE
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {})
+        value = _when(cursor.fetchone()[0])
+    assert value is not None
+    return value
+
+
+# Reading claimed rows
 
 
 def _json(value: Any) -> Any:
@@ -171,12 +130,6 @@ def _token(value: Any) -> str:
     # PostgreSQL returns it as text (see ``claim``), SQLite stores text: no UUID objects
     # on the hot path; each write hands the same text back.
     return str(value)
-
-
-CLAIM_COLUMNS = (
-    "id, task_path, queue_name, priority, {args}, {kwargs}, attempts, max_attempts, "
-    "lease_token, enqueued_at, started_at, worker_ids"
-)
 
 
 def _arguments(args: Any, kwargs: Any) -> tuple[list[Any], dict[str, Any], str]:
@@ -246,6 +199,75 @@ def _claimed(row: Any) -> ClaimedJob:
     )
 
 
+# Claims and fencing
+
+
+#: Claim up to ``%(limit)s`` ready jobs: see ``claim``. ``{queues}`` and ``{crashes}``
+#: are filled in by ``_claim_sql``.
+CLAIM_POSTGRES = f"""WITH candidates AS MATERIALIZED (
+    SELECT id FROM {JOB}
+    WHERE status = 'READY' AND run_after <= now() AND backend = %(backend)s
+        AND {{queues}} AND {{crashes}}
+    ORDER BY priority DESC, run_after, id
+    LIMIT %(limit)s
+    FOR NO KEY UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE {JOB} AS job SET
+        status = 'RUNNING',
+        attempts = attempts + 1,
+        started_at = COALESCE(started_at, now()),
+        last_attempted_at = now(),
+        claimed_by = %(worker)s,
+        lease_token = gen_random_uuid(),
+        lease_expires_at = now() + make_interval(secs => %(lease)s),
+        worker_ids = (CASE WHEN jsonb_typeof(worker_ids) = 'array' THEN worker_ids ELSE '[]' END)
+            || jsonb_build_array(%(worker_json)s::jsonb),
+        progress = NULL,
+        progress_message = ''
+    FROM candidates
+    WHERE job.id = candidates.id
+    RETURNING job.*
+)
+SELECT json_agg(json_build_array(
+    id, task_path, queue_name, priority, args::text, kwargs::text, attempts, max_attempts,
+    lease_token, enqueued_at, started_at, worker_ids
+))::text FROM claimed"""
+
+CLAIM_SQLITE = f"""UPDATE {JOB} SET
+    status = 'RUNNING',
+    attempts = attempts + 1,
+    started_at = COALESCE(started_at, {SQLITE_NOW}),
+    last_attempted_at = {SQLITE_NOW},
+    claimed_by = %(worker)s,
+    lease_token = lower(hex(randomblob(16))),
+    lease_expires_at = STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now', %(lease)s),
+    worker_ids = json_insert(
+        CASE WHEN json_type(worker_ids) = 'array' THEN worker_ids ELSE '[]' END,
+        '$[#]',
+        json(%(worker_json)s)
+    ),
+    progress = NULL,
+    progress_message = ''
+WHERE id IN (
+    SELECT id FROM {JOB}
+    WHERE status = 'READY' AND run_after <= {SQLITE_NOW} AND backend = %(backend)s
+        AND {{queues}} AND {{crashes}}
+    ORDER BY priority DESC, run_after, id
+    LIMIT %(limit)s
+)
+RETURNING id, task_path, queue_name, priority, args, kwargs, attempts, max_attempts,
+    lease_token, enqueued_at, started_at, worker_ids"""
+
+
+@functools.lru_cache(maxsize=64)
+def _claim_sql(postgres: bool, queues: int, suspects: bool) -> str:
+    """The claim of ``queues`` queues (0: every queue, ``QUEUES: []``), of suspects or not."""
+    return (CLAIM_POSTGRES if postgres else CLAIM_SQLITE).format(
+        queues=_in(postgres, "queue_name", "queue", queues) if queues else "1 = 1",
+        crashes="crashes > 0" if suspects else "crashes = 0",
+    )
+
+
 def claim(
     connection: BaseDatabaseWrapper,
     queues: list[str],
@@ -271,49 +293,66 @@ def claim(
     lock before it reads, so concurrent worker processes on one file are
     serialised by SQLite itself.
     """
-    d = Dialect(connection)
-    queue_sql, queue_params = d.in_queues(queues)
-    crashes = "crashes > 0" if suspects else "crashes = 0"
-    candidates = (
-        f"SELECT id FROM {JOB} WHERE status = 'READY' AND run_after <= {d.now} "
-        f"AND backend = %s AND {queue_sql} AND {crashes} "
-        f"ORDER BY priority DESC, run_after, id LIMIT %s"
-    )
-    assignments = (
-        f"status = 'RUNNING', attempts = attempts + 1, "
-        f"started_at = COALESCE(started_at, {d.now}), last_attempted_at = {d.now}, "
-        f"claimed_by = %s, lease_token = {d.new_token()}, "
-        f"lease_expires_at = {d.now_plus()}, "
-        f"worker_ids = {d.append_json('worker_ids')}, progress = NULL, progress_message = ''"
-    )
-    assign_params = [worker_id, d.seconds(lease_seconds), json.dumps(worker_id)]
-    if d.postgres:
-        # The claimed rows come back as one JSON document: one json.loads in C instead
-        # of Python loaders for the timestamps, which were a quarter of the claim's
-        # time in the worker. Arguments come inside it as text, decoded job by job:
-        # one job's deep nesting cannot break the decoding of the others.
-        columns = CLAIM_COLUMNS.format(args="args::text", kwargs="kwargs::text")
-        sql = (
-            f"WITH candidates AS MATERIALIZED ({candidates} FOR NO KEY UPDATE SKIP LOCKED), "
-            f"claimed AS (UPDATE {JOB} AS job SET {assignments} FROM candidates "
-            f"WHERE job.id = candidates.id RETURNING job.*) "
-            f"SELECT json_agg(json_build_array({columns}))::text FROM claimed"
-        )
-        params = [backend, *queue_params, limit, *assign_params]
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+    postgres = _postgres(connection)
+    params = {
+        "backend": backend,
+        "limit": limit,
+        "worker": worker_id,
+        "lease": _seconds(postgres, lease_seconds),
+        "worker_json": json.dumps(worker_id),
+        **_in_params(postgres, "queue", queues),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_claim_sql(postgres, len(queues), suspects), params)
+        if postgres:
+            # The claimed rows come back as one JSON document: one json.loads in C
+            # instead of Python loaders for the timestamps, which were a quarter of the
+            # claim's time in the worker. Arguments come inside it as text, decoded job
+            # by job: one job's deep nesting cannot break the decoding of the others.
             (document,) = cursor.fetchone()
-        rows = json.loads(document) if document else []
-    else:
-        columns = CLAIM_COLUMNS.format(args="args", kwargs="kwargs")
-        sql = f"UPDATE {JOB} SET {assignments} WHERE id IN ({candidates}) RETURNING {columns}"
-        params = [*assign_params, backend, *queue_params, limit]
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            rows = json.loads(document) if document else []
+        else:
             rows = cursor.fetchall()
     jobs = [_claimed(row) for row in rows]
     jobs.sort(key=lambda job: (-job.priority, job.id))
     return jobs
+
+
+#: Mark jobs SUCCESSFUL: see ``complete_many``. One JSON document of
+#: ``{"id", "token", "value"}`` objects.
+COMPLETE_POSTGRES = f"""UPDATE {JOB} AS job SET
+    status = 'SUCCESSFUL',
+    finished_at = now(),
+    return_value = done.value,
+    claimed_by = '',
+    lease_token = NULL,
+    lease_expires_at = NULL,
+    crashes = 0
+FROM jsonb_to_recordset(%(done)s::jsonb) AS done(id bigint, token uuid, value jsonb)
+WHERE job.id = done.id AND job.lease_token = done.token AND job.status = 'RUNNING'
+RETURNING job.id"""
+
+#: ``{rows}``: one ``(%s, %s, %s)`` per completion: id, token, return value.
+COMPLETE_SQLITE = f"""UPDATE {JOB} SET
+    status = 'SUCCESSFUL',
+    finished_at = {SQLITE_NOW},
+    return_value = done.value,
+    claimed_by = '',
+    lease_token = NULL,
+    lease_expires_at = NULL,
+    crashes = 0
+FROM (
+    SELECT column1 AS id, column2 AS token, column3 AS value FROM (VALUES {{rows}})
+) AS done
+WHERE {JOB}.id = done.id AND {JOB}.lease_token = done.token AND {JOB}.status = 'RUNNING'
+RETURNING {JOB}.id"""
+
+
+@functools.lru_cache(maxsize=256)
+def _values_sql(template: str, width: int, rows: int) -> str:
+    """``template`` with its ``{rows}`` hole filled by ``rows`` VALUES rows of ``width``."""
+    row = f"({', '.join(['%s'] * width)})"
+    return template.format(rows=", ".join([row] * rows))
 
 
 def complete_many(
@@ -327,93 +366,156 @@ def complete_many(
     """
     if not completions:
         return set()
-    d = Dialect(connection)
-    assignments = (
-        f"status = 'SUCCESSFUL', finished_at = {d.now}, claimed_by = '', "
-        f"lease_token = NULL, lease_expires_at = NULL, crashes = 0"
-    )
-    if d.postgres:
+    sql: str
+    params: Any
+    if _postgres(connection):
         # One JSON document rather than three arrays: the return values are JSON
         # already, so it is joined as text, and PostgreSQL parses it in C instead
         # of psycopg quoting each array element in Python.
-        sql = (
-            f"UPDATE {JOB} AS job SET {assignments}, return_value = done.value "
-            f"FROM jsonb_to_recordset(%s::jsonb) AS done(id bigint, token uuid, value jsonb) "
-            f"WHERE job.id = done.id AND job.lease_token = done.token "
-            f"AND job.status = 'RUNNING' RETURNING job.id"
-        )
-        params: list[Any] = [
-            "["
+        sql = COMPLETE_POSTGRES
+        params = {
+            "done": "["
             + ",".join(
                 f'{{"id":{int(job_id)},"token":{_json_string(token)},"value":{value}}}'
                 for job_id, token, value in completions
             )
             + "]"
-        ]
+        }
     else:
-        rows = ", ".join(["(%s, %s, %s)"] * len(completions))
-        sql = (
-            f"UPDATE {JOB} SET {assignments}, return_value = done.value FROM "
-            f"(SELECT column1 AS id, column2 AS token, column3 AS value FROM (VALUES {rows})) "
-            f"AS done WHERE {JOB}.id = done.id AND {JOB}.lease_token = done.token "
-            f"AND {JOB}.status = 'RUNNING' RETURNING {JOB}.id"
-        )
-        params = [item for job_id, token, value in completions for item in (job_id, token, value)]
+        sql = _values_sql(COMPLETE_SQLITE, 3, len(completions))
+        params = [item for completion in completions for item in completion]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return {row[0] for row in cursor.fetchall()}
 
 
-def fail_attempt(
-    connection: BaseDatabaseWrapper,
-    job_id: int,
-    token: str,
-    error: dict[str, Any],
-    retry_in: float | None,
-) -> str | None:
-    """Record a failed attempt; return the job's new status, or None if not applied.
+#: Record failed attempts: see ``fail_many``. One JSON document of ``{"id", "token",
+#: "error", "retry_in"}`` objects; ``retry_in`` null fails the job for good.
+FAIL_POSTGRES = f"""UPDATE {JOB} AS job SET
+    status = CASE
+        WHEN failed.retry_in IS NOT NULL AND job.attempts < job.max_attempts THEN 'READY'
+        ELSE 'FAILED'
+    END,
+    run_after = CASE
+        WHEN failed.retry_in IS NOT NULL AND job.attempts < job.max_attempts
+        THEN now() + make_interval(secs => failed.retry_in)
+        ELSE job.run_after
+    END,
+    finished_at = CASE
+        WHEN failed.retry_in IS NOT NULL AND job.attempts < job.max_attempts THEN NULL
+        ELSE now()
+    END,
+    errors = (CASE WHEN jsonb_typeof(job.errors) = 'array' THEN job.errors ELSE '[]' END)
+        || jsonb_build_array(failed.error),
+    claimed_by = '',
+    lease_token = NULL,
+    lease_expires_at = NULL,
+    crashes = 0
+FROM jsonb_to_recordset(%(failed)s::jsonb)
+    AS failed(id bigint, token uuid, error jsonb, retry_in float8)
+WHERE job.id = failed.id AND job.lease_token = failed.token AND job.status = 'RUNNING'
+RETURNING job.id, job.status"""
 
-    The job goes back to READY after ``retry_in`` seconds while it has
-    attempts left (the row's own ``attempts < max_attempts`` decides), else it
-    is FAILED; ``retry_in=None`` fails it for good. Applies only while this
-    worker still holds the job's lease.
+#: ``{rows}``: one ``(%s, %s, %s, %s)`` per failure: id, token, error entry (JSON
+#: text), and the retry delay as a time modifier (``'+2.000 seconds'``) or NULL.
+FAIL_SQLITE = f"""UPDATE {JOB} SET
+    status = CASE
+        WHEN failed.retry_in IS NOT NULL AND {JOB}.attempts < {JOB}.max_attempts
+        THEN 'READY'
+        ELSE 'FAILED'
+    END,
+    run_after = CASE
+        WHEN failed.retry_in IS NOT NULL AND {JOB}.attempts < {JOB}.max_attempts
+        THEN STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now', failed.retry_in)
+        ELSE {JOB}.run_after
+    END,
+    finished_at = CASE
+        WHEN failed.retry_in IS NOT NULL AND {JOB}.attempts < {JOB}.max_attempts THEN NULL
+        ELSE {SQLITE_NOW}
+    END,
+    errors = json_insert(
+        CASE WHEN json_type({JOB}.errors) = 'array' THEN {JOB}.errors ELSE '[]' END,
+        '$[#]',
+        json(failed.error)
+    ),
+    claimed_by = '',
+    lease_token = NULL,
+    lease_expires_at = NULL,
+    crashes = 0
+FROM (
+    SELECT column1 AS id, column2 AS token, column3 AS error, column4 AS retry_in
+    FROM (VALUES {{rows}})
+) AS failed
+WHERE {JOB}.id = failed.id AND {JOB}.lease_token = failed.token
+    AND {JOB}.status = 'RUNNING'
+RETURNING {JOB}.id, {JOB}.status"""
+
+
+def fail_many(
+    connection: BaseDatabaseWrapper,
+    failures: list[tuple[int, str, dict[str, Any], float | None]],
+) -> dict[int, str]:
+    """Record failed attempts in one statement; return ``{job_id: new_status}`` of those applied.
+
+    ``failures`` holds ``(job_id, lease_token, error_entry, retry_in)``. A job
+    goes back to READY after ``retry_in`` seconds while it has attempts left
+    (the row's own ``attempts < max_attempts`` decides), else it is FAILED;
+    ``retry_in=None`` fails it for good. Either way the entry is appended to
+    its errors. Each row is only updated while its token still matches (this
+    worker still holds the lease), like ``complete_many``.
     """
-    d = Dialect(connection)
-    retry = "(attempts < max_attempts AND %s)"
-    sql = (
-        f"UPDATE {JOB} SET "
-        f"status = CASE WHEN {retry} THEN 'READY' ELSE 'FAILED' END, "
-        f"run_after = CASE WHEN {retry} THEN {d.now_plus()} ELSE run_after END, "
-        f"finished_at = CASE WHEN {retry} THEN NULL ELSE {d.now} END, "
-        f"errors = {d.append_json('errors')}, "
-        f"claimed_by = '', lease_token = NULL, lease_expires_at = NULL, crashes = 0 "
-        f"WHERE id = %s AND lease_token = %s AND status = 'RUNNING' RETURNING status"
-    )
-    can_retry = retry_in is not None
-    params = [
-        can_retry,
-        can_retry,
-        d.seconds(retry_in or 0),
-        can_retry,
-        json.dumps(error),
-        job_id,
-        token,
-    ]
+    if not failures:
+        return {}
+    sql: str
+    params: Any
+    if _postgres(connection):
+        sql = FAIL_POSTGRES
+        document = [
+            {"id": int(job_id), "token": token, "error": error, "retry_in": retry_in}
+            for job_id, token, error, retry_in in failures
+        ]
+        params = {"failed": json.dumps(document)}
+    else:
+        sql = _values_sql(FAIL_SQLITE, 4, len(failures))
+        params = [
+            item
+            for job_id, token, error, retry_in in failures
+            for item in (
+                job_id,
+                token,
+                json.dumps(error),
+                None if retry_in is None else _seconds(False, retry_in),
+            )
+        ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        row = cursor.fetchone()
-    return None if row is None else str(row[0])
+        return {row[0]: str(row[1]) for row in cursor.fetchall()}
 
 
-def fail_many(  # MERGE: the helper's one-statement version replaces this
-    connection: BaseDatabaseWrapper, failures: list[tuple[int, str, dict[str, Any], float | None]]
-) -> dict[int, str]:
-    statuses = {}
-    for job_id, token, error, retry_in in failures:
-        status = fail_attempt(connection, job_id, token, error, retry_in)
-        if status is not None:
-            statuses[job_id] = status
-    return statuses
+#: ``{keep}``: nothing, or the tokens not to release (see ``release``).
+RELEASE_POSTGRES = f"""UPDATE {JOB} SET
+    status = 'READY',
+    attempts = attempts - 1,
+    run_after = now(),
+    claimed_by = '',
+    lease_token = NULL,
+    lease_expires_at = NULL
+WHERE claimed_by = %(worker)s AND status = 'RUNNING'{{keep}}"""
+
+RELEASE_SQLITE = f"""UPDATE {JOB} SET
+    status = 'READY',
+    attempts = attempts - 1,
+    run_after = {SQLITE_NOW},
+    claimed_by = '',
+    lease_token = NULL,
+    lease_expires_at = NULL
+WHERE claimed_by = %(worker)s AND status = 'RUNNING'{{keep}}"""
+
+
+@functools.lru_cache(maxsize=64)
+def _release_sql(postgres: bool, keep: int) -> str:
+    kept = f" AND NOT ({_in(postgres, 'lease_token', 'keep', keep)})" if keep else ""
+    return (RELEASE_POSTGRES if postgres else RELEASE_SQLITE).format(keep=kept)
 
 
 def release(
@@ -427,19 +529,30 @@ def release(
     the jobs it is running, so this releases only claims it lost track of
     (a claim that committed while the connection dropped before the reply).
     """
-    d = Dialect(connection)
-    keep_sql, keep_params = "", list[Any]()
-    if keep_tokens:
-        in_sql, keep_params = d.in_list("lease_token", list(keep_tokens))
-        keep_sql = f" AND NOT ({in_sql})"
-    sql = (
-        f"UPDATE {JOB} SET status = 'READY', attempts = attempts - 1, run_after = {d.now}, "
-        f"claimed_by = '', lease_token = NULL, lease_expires_at = NULL "
-        f"WHERE claimed_by = %s AND status = 'RUNNING'{keep_sql}"
-    )
+    postgres = _postgres(connection)
+    params = {"worker": worker_id, **_in_params(postgres, "keep", keep_tokens)}
     with connection.cursor() as cursor:
-        cursor.execute(sql, [worker_id, *keep_params])
+        cursor.execute(_release_sql(postgres, len(keep_tokens)), params)
         return cursor.rowcount
+
+
+#: ``{queues}``: as in the claim.
+SUSPECT_WAITING_POSTGRES = f"""SELECT 1 FROM {JOB}
+WHERE status = 'READY' AND crashes > 0 AND run_after <= now() AND backend = %(backend)s
+    AND {{queues}}
+LIMIT 1"""
+
+SUSPECT_WAITING_SQLITE = f"""SELECT 1 FROM {JOB}
+WHERE status = 'READY' AND crashes > 0 AND run_after <= {SQLITE_NOW} AND backend = %(backend)s
+    AND {{queues}}
+LIMIT 1"""
+
+
+@functools.lru_cache(maxsize=64)
+def _suspect_waiting_sql(postgres: bool, queues: int) -> str:
+    return (SUSPECT_WAITING_POSTGRES if postgres else SUSPECT_WAITING_SQLITE).format(
+        queues=_in(postgres, "queue_name", "queue", queues) if queues else "1 = 1"
+    )
 
 
 def suspect_waiting(
@@ -450,15 +563,60 @@ def suspect_waiting(
     The partial index ``dbtasks_job_suspect`` holds only READY suspects, so
     this costs next to nothing however long the queue is.
     """
-    d = Dialect(connection)
-    queue_sql, queue_params = d.in_queues(queues)
-    sql = (
-        f"SELECT 1 FROM {JOB} WHERE status = 'READY' AND crashes > 0 "
-        f"AND run_after <= {d.now} AND backend = %s AND {queue_sql} LIMIT 1"
-    )
+    postgres = _postgres(connection)
+    params = {"backend": backend, **_in_params(postgres, "queue", queues)}
     with connection.cursor() as cursor:
-        cursor.execute(sql, [backend, *queue_params])
+        cursor.execute(_suspect_waiting_sql(postgres, len(queues)), params)
         return cursor.fetchone() is not None
+
+
+#: Take back jobs whose lease expired: see ``rescue_expired``.
+RESCUE_POSTGRES = f"""UPDATE {JOB} SET
+    status = CASE
+        WHEN crashes > 0 AND crashes + 1 >= %(max_crashes)s THEN 'FAILED' ELSE 'READY'
+    END,
+    finished_at = CASE
+        WHEN crashes > 0 AND crashes + 1 >= %(max_crashes)s THEN now() ELSE NULL
+    END,
+    errors = CASE
+        WHEN crashes > 0 AND crashes + 1 >= %(max_crashes)s
+        THEN (CASE WHEN jsonb_typeof(errors) = 'array' THEN errors ELSE '[]' END)
+            || jsonb_build_array(%(poison)s::jsonb)
+        ELSE errors
+    END,
+    attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,
+    crashes = crashes + 1,
+    run_after = now(),
+    claimed_by = '',
+    lease_token = NULL,
+    lease_expires_at = NULL
+WHERE status = 'RUNNING' AND lease_expires_at < now()
+RETURNING id, task_path, status"""
+
+RESCUE_SQLITE = f"""UPDATE {JOB} SET
+    status = CASE
+        WHEN crashes > 0 AND crashes + 1 >= %(max_crashes)s THEN 'FAILED' ELSE 'READY'
+    END,
+    finished_at = CASE
+        WHEN crashes > 0 AND crashes + 1 >= %(max_crashes)s THEN {SQLITE_NOW} ELSE NULL
+    END,
+    errors = CASE
+        WHEN crashes > 0 AND crashes + 1 >= %(max_crashes)s
+        THEN json_insert(
+            CASE WHEN json_type(errors) = 'array' THEN errors ELSE '[]' END,
+            '$[#]',
+            json(%(poison)s)
+        )
+        ELSE errors
+    END,
+    attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,
+    crashes = crashes + 1,
+    run_after = {SQLITE_NOW},
+    claimed_by = '',
+    lease_token = NULL,
+    lease_expires_at = NULL
+WHERE status = 'RUNNING' AND lease_expires_at < {SQLITE_NOW}
+RETURNING id, task_path, status"""
 
 
 def rescue_expired(
@@ -478,23 +636,40 @@ def rescue_expired(
     rescue at once: the WHERE clause is re-checked on the locked row, so each
     job is taken once. Returns ``(id, task_path, new_status)`` per rescued job.
     """
-    d = Dialect(connection)
-    poisoned = "crashes > 0 AND crashes + 1 >= %s"
-    sql = (
-        f"UPDATE {JOB} SET "
-        f"status = CASE WHEN {poisoned} THEN 'FAILED' ELSE 'READY' END, "
-        f"finished_at = CASE WHEN {poisoned} THEN {d.now} ELSE NULL END, "
-        f"errors = CASE WHEN {poisoned} THEN {d.append_json('errors')} ELSE errors END, "
-        f"attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, "
-        f"crashes = crashes + 1, run_after = {d.now}, "
-        f"claimed_by = '', lease_token = NULL, lease_expires_at = NULL "
-        f"WHERE status = 'RUNNING' AND lease_expires_at < {d.now} "
-        f"RETURNING id, task_path, status"
-    )
-    params: list[Any] = [max_crashes, max_crashes, max_crashes, json.dumps(poison_error)]
+    sql = RESCUE_POSTGRES if _postgres(connection) else RESCUE_SQLITE
+    params: dict[str, Any] = {"max_crashes": max_crashes, "poison": json.dumps(poison_error)}
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [(row[0], row[1], row[2]) for row in cursor.fetchall()]
+
+
+SET_PROGRESS = f"""UPDATE {JOB} SET progress = %(percent)s, progress_message = %(message)s
+WHERE id = %(id)s AND lease_token = %(token)s AND status = 'RUNNING'"""
+
+
+def set_progress(
+    connection: BaseDatabaseWrapper, job_id: int, token: str, percent: int, message: str
+) -> bool:
+    """Record a running job's progress; applies only while ``token`` still holds the job."""
+    params: dict[str, Any] = {"percent": percent, "message": message, "id": job_id, "token": token}
+    with connection.cursor() as cursor:
+        cursor.execute(SET_PROGRESS, params)
+        return cursor.rowcount == 1
+
+
+# Workers
+
+
+REGISTER_WORKER_POSTGRES = f"""INSERT INTO {WORKER}
+    (id, backend, hostname, pid, queues, concurrency, started_at, last_heartbeat_at)
+VALUES (%(id)s, %(backend)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s, now(), now())"""
+
+REGISTER_WORKER_SQLITE = f"""INSERT INTO {WORKER}
+    (id, backend, hostname, pid, queues, concurrency, started_at, last_heartbeat_at)
+VALUES (
+    %(id)s, %(backend)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s,
+    {SQLITE_NOW}, {SQLITE_NOW}
+)"""
 
 
 def register_worker(
@@ -506,124 +681,208 @@ def register_worker(
     concurrency: int,
     backend: str = "default",
 ) -> None:
-    d = Dialect(connection)
-    sql = (
-        f"INSERT INTO {WORKER} (id, backend, hostname, pid, queues, concurrency, started_at, "
-        f"last_heartbeat_at) VALUES (%s, %s, %s, %s, %s, %s, {d.now}, {d.now})"
-    )
+    sql = REGISTER_WORKER_POSTGRES if _postgres(connection) else REGISTER_WORKER_SQLITE
+    params: dict[str, Any] = {
+        "id": worker_id,
+        "backend": backend,
+        "hostname": hostname,
+        "pid": pid,
+        "queues": json.dumps(queues),
+        "concurrency": concurrency,
+    }
     with connection.cursor() as cursor:
-        cursor.execute(sql, [worker_id, backend, hostname, pid, json.dumps(queues), concurrency])
+        cursor.execute(sql, params)
+
+
+HEARTBEAT_WORKER_POSTGRES = (
+    f"UPDATE {WORKER} SET last_heartbeat_at = now(), stopped_at = NULL WHERE id = %(id)s"
+)
+HEARTBEAT_WORKER_SQLITE = (
+    f"UPDATE {WORKER} SET last_heartbeat_at = {SQLITE_NOW}, stopped_at = NULL WHERE id = %(id)s"
+)
+
+#: ``{tokens}``: the leases the worker holds.
+EXTEND_LEASES_POSTGRES = f"""UPDATE {JOB}
+SET lease_expires_at = now() + make_interval(secs => %(lease)s)
+WHERE claimed_by = %(worker)s AND status = 'RUNNING' AND {{tokens}}"""
+
+EXTEND_LEASES_SQLITE = f"""UPDATE {JOB}
+SET lease_expires_at = STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now', %(lease)s)
+WHERE claimed_by = %(worker)s AND status = 'RUNNING' AND {{tokens}}"""
+
+
+@functools.lru_cache(maxsize=256)
+def _extend_leases_sql(postgres: bool, tokens: int) -> str:
+    return (EXTEND_LEASES_POSTGRES if postgres else EXTEND_LEASES_SQLITE).format(
+        tokens=_in(postgres, "lease_token", "token", tokens)
+    )
 
 
 def heartbeat(
     connection: BaseDatabaseWrapper, worker_id: str, tokens: list[str], lease_seconds: float
 ) -> int:
     """Prove this worker is alive and extend the leases it holds (by token)."""
-    d = Dialect(connection)
+    postgres = _postgres(connection)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {WORKER} SET last_heartbeat_at = {d.now}, stopped_at = NULL WHERE id = %s",
-            [worker_id],
+            HEARTBEAT_WORKER_POSTGRES if postgres else HEARTBEAT_WORKER_SQLITE, {"id": worker_id}
         )
         if not tokens:
             return 0
-        in_sql, in_params = d.in_list("lease_token", list(tokens))
-        cursor.execute(
-            f"UPDATE {JOB} SET lease_expires_at = {d.now_plus()} "
-            f"WHERE claimed_by = %s AND status = 'RUNNING' AND {in_sql}",
-            [d.seconds(lease_seconds), worker_id, *in_params],
-        )
+        params = {
+            "lease": _seconds(postgres, lease_seconds),
+            "worker": worker_id,
+            **_in_params(postgres, "token", tokens),
+        }
+        cursor.execute(_extend_leases_sql(postgres, len(tokens)), params)
         return cursor.rowcount
 
 
+MARK_WORKER_STOPPED_POSTGRES = f"UPDATE {WORKER} SET stopped_at = now() WHERE id = %(id)s"
+MARK_WORKER_STOPPED_SQLITE = f"UPDATE {WORKER} SET stopped_at = {SQLITE_NOW} WHERE id = %(id)s"
+
+
 def mark_worker_stopped(connection: BaseDatabaseWrapper, worker_id: str) -> None:
-    d = Dialect(connection)
+    sql = MARK_WORKER_STOPPED_POSTGRES if _postgres(connection) else MARK_WORKER_STOPPED_SQLITE
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {WORKER} SET stopped_at = {d.now} WHERE id = %s", [worker_id])
+        cursor.execute(sql, {"id": worker_id})
+
+
+DELETE_DEAD_WORKERS_POSTGRES = (
+    f"DELETE FROM {WORKER} WHERE last_heartbeat_at < now() + make_interval(secs => %(age)s)"
+)
+DELETE_DEAD_WORKERS_SQLITE = (
+    f"DELETE FROM {WORKER} "
+    f"WHERE last_heartbeat_at < STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now', %(age)s)"
+)
 
 
 def delete_dead_workers(connection: BaseDatabaseWrapper, retention_seconds: float) -> int:
     """Forget workers whose last heartbeat is older than the retention period."""
-    d = Dialect(connection)
+    postgres = _postgres(connection)
+    sql = DELETE_DEAD_WORKERS_POSTGRES if postgres else DELETE_DEAD_WORKERS_SQLITE
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"DELETE FROM {WORKER} WHERE last_heartbeat_at < {d.now_plus()}",
-            [d.seconds(-retention_seconds)],
-        )
+        cursor.execute(sql, {"age": _seconds(postgres, -retention_seconds)})
         return cursor.rowcount
 
 
-def cancel(
-    connection: BaseDatabaseWrapper, job_id: int, error: dict[str, Any], backend: str = "default"
-) -> bool:
-    """Cancel a job of ``backend`` that has not started (it is READY); return whether it was."""
-    d = Dialect(connection)
-    sql = (
-        f"UPDATE {JOB} SET status = 'CANCELLED', finished_at = {d.now}, "
-        f"errors = {d.append_json('errors')} WHERE id = %s AND backend = %s AND status = 'READY'"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [json.dumps(error), job_id, backend])
-        return cursor.rowcount == 1
+# Enqueue
 
 
-def set_progress(
-    connection: BaseDatabaseWrapper, job_id: int, token: str, percent: int, message: str
-) -> bool:
-    """Record a running job's progress; applies only while ``token`` still holds the job."""
-    sql = (
-        f"UPDATE {JOB} SET progress = %s, progress_message = %s "
-        f"WHERE id = %s AND lease_token = %s AND status = 'RUNNING'"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [percent, message, job_id, token])
-        return cursor.rowcount == 1
+@contextmanager
+def insert_cursor(connection: BaseDatabaseWrapper) -> Iterator[Any]:
+    """The cursor of ``enqueue()``'s INSERT, which may be a prepared statement.
 
+    Django binds parameters on the client, so PostgreSQL parses and plans each
+    statement every time, and it turns psycopg's prepared statements off (the
+    ``prepare_threshold`` connection option), because a connection pooler in
+    transaction mode may not support them. When the project turns them back on
+    (``"prepare_threshold": N`` in the database's ``OPTIONS``), the INSERT binds
+    its parameters on the server instead, so psycopg prepares it once per
+    connection: about a tenth more ``enqueue()`` calls per second here. Otherwise, and
+    on SQLite, this is Django's own cursor. Either way Django wraps it: query
+    logging, ``execute_wrapper()`` hooks and error translation work as usual.
 
-def prune(
-    connection: BaseDatabaseWrapper, statuses: list[str], older_than: float, batch_size: int
-) -> int:
-    """Delete one batch of finished jobs older than ``older_than`` seconds.
-
-    One small DELETE per call, so each holds its row locks briefly and
-    autovacuum keeps up; the caller loops until a batch comes back short.
-    The subquery walks the ``(status, finished_at)`` index.
+    Only the INSERT: its plan is the same whatever its parameters. The claim's
+    best plan depends on its LIMIT, and PostgreSQL's generic plan for it (used
+    after five executions of a prepared statement when it looks no costlier)
+    can hash-join the whole table, so the claim is planned each time.
     """
-    d = Dialect(connection)
-    status_sql, status_params = d.in_list("status", statuses)
-    sql = (
-        f"DELETE FROM {JOB} WHERE id IN (SELECT id FROM {JOB} WHERE {status_sql} "
-        f"AND finished_at < {d.now_plus()} LIMIT %s)"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*status_params, d.seconds(-older_than), batch_size])
-        return cursor.rowcount
+    options = connection.settings_dict.get("OPTIONS") or {}
+    if connection.vendor == "postgresql" and options.get("prepare_threshold") is not None:
+        import psycopg
+
+        # What connection.cursor() does, with a server-binding cursor class.
+        connection.close_if_health_check_failed()  # type: ignore[attr-defined]
+        connection.ensure_connection()
+        with connection.wrap_database_errors:
+            raw = psycopg.Cursor(connection.connection)
+            cursor = connection._prepare_cursor(raw)  # type: ignore[attr-defined]
+    else:
+        cursor = connection.cursor()
+    with cursor:
+        yield cursor
+
+
+#: Insert one READY job per row of ``{rows}`` (see ``_insert_sql``). ``{conflict}`` is
+#: empty for a plain job (a plain job conflicts with nothing: an error stays an error),
+#: or the ON CONFLICT clause of a unique job or of a schedule's fire time. The columns
+#: not listed get their database default (``enqueued_at``, ``progress_message``) or
+#: NULL; ``tests/test_job_insert.py`` holds what is written equal to the model's
+#: defaults.
+INSERT_POSTGRES = f"""INSERT INTO {JOB} (
+    backend, task_path, queue_name, priority, max_attempts, run_after, args, kwargs,
+    unique_key, schedule_id, scheduled_for,
+    status, attempts, crashes, errors, worker_ids, claimed_by
+) VALUES {{rows}}{{conflict}}
+RETURNING id, enqueued_at"""
+
+#: One row of ``INSERT_POSTGRES``; ``{i}`` numbers the call. A NULL ``run_after``
+#: is the clock of ``enqueued_at``'s default (Django's ``Now()``): a job never
+#: deferred has run_after == enqueued_at, which is how its result tells
+#: ``run_after=None``.
+INSERT_ROW_POSTGRES = """(
+    %(backend)s, %(task_path)s, %(queue_name)s, %(priority)s, %(max_attempts)s,
+    COALESCE(%(run_after)s, statement_timestamp()), %(args_{i})s::jsonb, %(kwargs_{i})s::jsonb,
+    %(unique_key)s, %(schedule_id)s, %(scheduled_for)s,
+    'READY', 0, 0, '[]', '[]', ''
+)"""
+
+#: Plain jobs in bulk on PostgreSQL: one row per element of two array parameters,
+#: which bind far quicker than a VALUES list (see ``INSERT_POSTGRES``).
+INSERT_MANY_POSTGRES = f"""INSERT INTO {JOB} (
+    backend, task_path, queue_name, priority, max_attempts, run_after, args, kwargs,
+    status, attempts, crashes, errors, worker_ids, claimed_by
+)
+SELECT
+    %(backend)s, %(task_path)s, %(queue_name)s, %(priority)s, %(max_attempts)s,
+    COALESCE(%(run_after)s, statement_timestamp()), call.args, call.kwargs,
+    'READY', 0, 0, '[]', '[]', ''
+FROM unnest(%(args)s::jsonb[], %(kwargs)s::jsonb[]) AS call(args, kwargs)
+RETURNING id, enqueued_at"""
+
+INSERT_SQLITE = f"""INSERT INTO {JOB} (
+    backend, task_path, queue_name, priority, max_attempts, run_after, args, kwargs,
+    unique_key, schedule_id, scheduled_for,
+    status, attempts, crashes, errors, worker_ids, claimed_by
+) VALUES {{rows}}{{conflict}}
+RETURNING id, enqueued_at"""
+
+INSERT_ROW_SQLITE = f"""(
+    %(backend)s, %(task_path)s, %(queue_name)s, %(priority)s, %(max_attempts)s,
+    COALESCE(%(run_after)s, {SQLITE_NOW}), %(args_{{i}})s, %(kwargs_{{i}})s,
+    %(unique_key)s, %(schedule_id)s, %(scheduled_for)s,
+    'READY', 0, 0, '[]', '[]', ''
+)"""
+
+#: A unique job whose key has a READY or RUNNING job is not inserted: the partial
+#: unique index ``dbtasks_job_unique_unfinished``, its condition word for word
+#: (SQLite matches the index by it).
+ON_CONFLICT_UNIQUE = """
+ON CONFLICT (task_path, unique_key)
+    WHERE status IN ('READY', 'RUNNING') AND unique_key IS NOT NULL
+    DO NOTHING"""
+
+#: A fire time that has its job already is not inserted again: the partial unique
+#: index ``dbtasks_job_one_per_fire_time``. Only that conflict is skipped (SQLite's
+#: ``INSERT OR IGNORE``, which ``bulk_create(ignore_conflicts=True)`` writes there,
+#: would also drop a row that breaks a CHECK constraint, silently).
+ON_CONFLICT_FIRE = """
+ON CONFLICT (schedule_id, scheduled_for)
+    WHERE schedule_id IS NOT NULL
+    DO NOTHING"""
 
 
 @functools.lru_cache(maxsize=64)
-def _insert_sql(postgres: bool, rows: int) -> str:
-    """The INSERT of ``insert_jobs``: ``rows`` VALUES rows, or (``rows=0``) one row per
-    element of two array parameters, which binds far quicker than 7 parameters a row."""
-    columns = (
-        "backend, task_path, queue_name, priority, max_attempts, run_after, args, kwargs, "
-        "status, attempts, crashes, errors, worker_ids, claimed_by"
-    )
-    fixed = "'READY', 0, 0, '[]', '[]', ''"
-    # The clock of ``enqueued_at``'s default (Django's Now()): a job never deferred has
-    # run_after == enqueued_at, which is how its result tells ``run_after=None``.
-    clock = "statement_timestamp()" if postgres else NOW["sqlite"]
+def _insert_sql(postgres: bool, rows: int, conflict: str) -> str:
+    """The INSERT of ``rows`` calls; ``rows=0`` is ``INSERT_MANY_POSTGRES``."""
     if rows == 0:
-        return (
-            f"INSERT INTO {JOB} ({columns}) SELECT %s, %s, %s, %s, %s, COALESCE(%s, {clock}), "
-            f"call.args, call.kwargs, {fixed} "
-            f"FROM unnest(%s::jsonb[], %s::jsonb[]) AS call(args, kwargs) "
-            f"RETURNING id, enqueued_at"
-        )
-    cast = "::jsonb" if postgres else ""
-    row = f"(%s, %s, %s, %s, %s, COALESCE(%s, {clock}), %s{cast}, %s{cast}, {fixed})"
-    return (
-        f"INSERT INTO {JOB} ({columns}) VALUES {', '.join([row] * rows)} RETURNING id, enqueued_at"
+        return INSERT_MANY_POSTGRES
+    template, row = (
+        (INSERT_POSTGRES, INSERT_ROW_POSTGRES) if postgres else (INSERT_SQLITE, INSERT_ROW_SQLITE)
     )
+    values = ", ".join(row.format(i=i) for i in range(rows))
+    return template.format(rows=values, conflict=conflict)
 
 
 def insert_jobs(
@@ -636,83 +895,105 @@ def insert_jobs(
     max_attempts: int,
     run_after: datetime | None,
     calls: list[tuple[str, str]],
+    unique_key: str | None = None,
+    schedule_id: int | None = None,
+    scheduled_for: datetime | None = None,
 ) -> list[tuple[int, datetime | None]]:
     """Insert one READY job per ``(args_json, kwargs_json)`` in one statement.
 
-    Returns ``(id, enqueued_at)`` per call, in order. This is ``enqueue()``'s
-    hot path, so it is one precompiled statement rather than the ORM's
-    ``save()``; the column defaults mirror the model's. ``run_after`` NULL
+    Every job row is inserted here: ``enqueue()`` and ``enqueue_many()``,
+    unique jobs and a schedule's fires. Returns ``(id, enqueued_at)`` per row
+    inserted, in order. This is ``enqueue()``'s hot path, so it is one
+    precompiled statement rather than the ORM's ``save()``. ``run_after`` None
     means now, on the database's clock. Runs in the caller's transaction.
+
+    A unique job (``unique_key``) or a fire (``schedule_id``, with
+    ``scheduled_for`` None for a fire outside the schedule's times) is one
+    call, and is skipped when its partial unique index already has a row:
+    the list is then empty. The database decides, so racing inserts of the
+    same key or fire time insert one row.
     """
-    postgres = connection.vendor == "postgresql"
-    when = None if run_after is None else connection.ops.adapt_datetimefield_value(run_after)
-    per_job = (backend, task_path, queue_name, priority, max_attempts, when)
+    if not calls:
+        return []
+    postgres = _postgres(connection)
+    if unique_key is not None and schedule_id is not None:
+        raise ValueError("A job is unique or a schedule's fire, not both.")
+    conflict = ""
+    if unique_key is not None or schedule_id is not None:
+        if len(calls) != 1:
+            raise ValueError("A unique job or a schedule's fire is inserted alone: one call.")
+        conflict = ON_CONFLICT_UNIQUE if unique_key is not None else ON_CONFLICT_FIRE
+    adapt = connection.ops.adapt_datetimefield_value
+    params: dict[str, Any] = {
+        "backend": backend,
+        "task_path": task_path,
+        "queue_name": queue_name,
+        "priority": priority,
+        "max_attempts": max_attempts,
+        "run_after": None if run_after is None else adapt(run_after),
+        "unique_key": unique_key,
+        "schedule_id": schedule_id,
+        "scheduled_for": None if scheduled_for is None else adapt(scheduled_for),
+    }
     if postgres and len(calls) > 1:
-        sql = _insert_sql(postgres, rows=0)
-        params: list[Any] = [
-            *per_job,
-            [args for args, _ in calls],
-            [kwargs for _, kwargs in calls],
-        ]
+        sql = _insert_sql(postgres, 0, "")
+        params["args"] = [args for args, _ in calls]
+        params["kwargs"] = [kwargs for _, kwargs in calls]
     else:
-        sql = _insert_sql(postgres, rows=len(calls))
-        params = [value for args, kwargs in calls for value in (*per_job, args, kwargs)]
+        sql = _insert_sql(postgres, len(calls), conflict)
+        for i, (args, kwargs) in enumerate(calls):
+            params[f"args_{i}"] = args
+            params[f"kwargs_{i}"] = kwargs
     with insert_cursor(connection) as cursor:
         cursor.execute(sql, params)
         return [(row[0], _when(row[1])) for row in cursor.fetchall()]
 
 
-def insert_fire(connection: BaseDatabaseWrapper, job: Job) -> int | None:
-    """Insert the job of one schedule's fire time, unless that fire time has one already.
+# Operators
 
-    Returns the new id, or None when another scheduler enqueued it first: the
-    partial unique index ``dbtasks_job_one_per_fire_time`` decides, and only
-    that conflict is skipped (SQLite's ``INSERT OR IGNORE``, which
-    ``bulk_create(ignore_conflicts=True)`` writes there, would also drop a row
-    that breaks a CHECK constraint, silently).
-    """
-    cast = "::jsonb" if connection.vendor == "postgresql" else ""
-    sql = (
-        f"INSERT INTO {JOB} (backend, task_path, queue_name, priority, max_attempts, args, "
-        f"kwargs, schedule_id, scheduled_for, status, attempts, crashes, errors, worker_ids, "
-        f"claimed_by) VALUES (%s, %s, %s, %s, %s, %s{cast}, %s{cast}, %s, %s, "
-        f"'READY', 0, 0, '[]', '[]', '') "
-        f"ON CONFLICT (schedule_id, scheduled_for) WHERE schedule_id IS NOT NULL DO NOTHING "
-        f"RETURNING id"
+
+#: ``{ids}``: the jobs to retry; ``{key}``: the rows with or without a unique key.
+RETRY_POSTGRES = f"""UPDATE {JOB} SET
+    status = 'READY',
+    attempts = 0,
+    crashes = 0,
+    run_after = now(),
+    started_at = NULL,
+    last_attempted_at = NULL,
+    finished_at = NULL,
+    return_value = NULL,
+    claimed_by = '',
+    lease_token = NULL,
+    lease_expires_at = NULL,
+    progress = NULL,
+    progress_message = ''
+WHERE {{ids}} AND status IN ('FAILED', 'CANCELLED') AND {{key}}
+RETURNING id"""
+
+RETRY_SQLITE = f"""UPDATE {JOB} SET
+    status = 'READY',
+    attempts = 0,
+    crashes = 0,
+    run_after = {SQLITE_NOW},
+    started_at = NULL,
+    last_attempted_at = NULL,
+    finished_at = NULL,
+    return_value = NULL,
+    claimed_by = '',
+    lease_token = NULL,
+    lease_expires_at = NULL,
+    progress = NULL,
+    progress_message = ''
+WHERE {{ids}} AND status IN ('FAILED', 'CANCELLED') AND {{key}}
+RETURNING id"""
+
+
+@functools.lru_cache(maxsize=64)
+def _retry_sql(postgres: bool, ids: int, unique: bool) -> str:
+    return (RETRY_POSTGRES if postgres else RETRY_SQLITE).format(
+        ids=_in(postgres, "id", "id", ids),
+        key="unique_key IS NOT NULL" if unique else "unique_key IS NULL",
     )
-    params: list[Any] = [
-        job.backend,
-        job.task_path,
-        job.queue_name,
-        job.priority,
-        job.max_attempts,
-        json.dumps(job.args),
-        json.dumps(job.kwargs),
-        job.schedule_id,
-        connection.ops.adapt_datetimefield_value(job.scheduled_for),
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    return None if row is None else int(row[0])
-
-
-def database_now(connection: BaseDatabaseWrapper) -> datetime:
-    """The database's clock, for code that must compare times the way SQL does.
-
-    ``clock_timestamp()`` rather than ``now()``: the time of this call, even
-    inside a transaction that began earlier.
-    """
-    d = Dialect(connection)
-    clock = "clock_timestamp()" if d.postgres else d.now.replace("%%", "%")
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {clock}")
-        value = _when(cursor.fetchone()[0])
-    assert value is not None
-    return value
-
-
-# The admin: operator actions and the overview's statistics.
 
 
 def retry(connection: BaseDatabaseWrapper, job_ids: list[int], unique: bool) -> list[int]:
@@ -729,40 +1010,124 @@ def retry(connection: BaseDatabaseWrapper, job_ids: list[int], unique: bool) -> 
     """
     if not job_ids:
         return []
-    d = Dialect(connection)
-    id_sql, id_params = d.in_list("id", [int(i) for i in job_ids])
-    key = "unique_key IS NOT NULL" if unique else "unique_key IS NULL"
-    sql = (
-        f"UPDATE {JOB} SET status = 'READY', attempts = 0, crashes = 0, run_after = {d.now}, "
-        f"started_at = NULL, last_attempted_at = NULL, finished_at = NULL, "
-        f"return_value = NULL, claimed_by = '', lease_token = NULL, lease_expires_at = NULL, "
-        f"progress = NULL, progress_message = '' "
-        f"WHERE {id_sql} AND status IN ('FAILED', 'CANCELLED') AND {key} RETURNING id"
-    )
+    postgres = _postgres(connection)
+    params = _in_params(postgres, "id", [int(i) for i in job_ids])
     with connection.cursor() as cursor:
-        cursor.execute(sql, id_params)
+        cursor.execute(_retry_sql(postgres, len(job_ids), unique), params)
         return [row[0] for row in cursor.fetchall()]
+
+
+#: ``{ids}``: the jobs to cancel. ``%(backend)s`` NULL is any alias's jobs.
+CANCEL_POSTGRES = f"""UPDATE {JOB} SET
+    status = 'CANCELLED',
+    finished_at = now(),
+    errors = (CASE WHEN jsonb_typeof(errors) = 'array' THEN errors ELSE '[]' END)
+        || jsonb_build_array(%(error)s::jsonb)
+WHERE {{ids}} AND status = 'READY' AND (%(backend)s::text IS NULL OR backend = %(backend)s)
+RETURNING id"""
+
+CANCEL_SQLITE = f"""UPDATE {JOB} SET
+    status = 'CANCELLED',
+    finished_at = {SQLITE_NOW},
+    errors = json_insert(
+        CASE WHEN json_type(errors) = 'array' THEN errors ELSE '[]' END,
+        '$[#]',
+        json(%(error)s)
+    )
+WHERE {{ids}} AND status = 'READY' AND (%(backend)s IS NULL OR backend = %(backend)s)
+RETURNING id"""
+
+
+@functools.lru_cache(maxsize=64)
+def _cancel_sql(postgres: bool, ids: int) -> str:
+    return (CANCEL_POSTGRES if postgres else CANCEL_SQLITE).format(
+        ids=_in(postgres, "id", "id", ids)
+    )
 
 
 def cancel_many(
-    connection: BaseDatabaseWrapper, job_ids: list[int], error: dict[str, Any]
+    connection: BaseDatabaseWrapper,
+    job_ids: list[int],
+    error: dict[str, Any],
+    backend: str | None = None,
 ) -> list[int]:
     """Cancel the READY jobs among ``job_ids`` in one statement; return the ids cancelled.
 
-    Like ``cancel()``: a job a worker claimed in the meantime is RUNNING by
-    the time this statement sees it, and is not touched.
+    ``backend`` limits it to that alias's jobs (``result.cancel()``: another
+    alias's job is not ours, even on the same database); None is any alias
+    (the admin). The status condition is checked on the row as it is
+    updated: a job a worker claimed in the meantime is RUNNING by the time
+    this statement sees it, and is not touched.
     """
     if not job_ids:
         return []
-    d = Dialect(connection)
-    id_sql, id_params = d.in_list("id", [int(i) for i in job_ids])
-    sql = (
-        f"UPDATE {JOB} SET status = 'CANCELLED', finished_at = {d.now}, "
-        f"errors = {d.append_json('errors')} WHERE {id_sql} AND status = 'READY' RETURNING id"
-    )
+    postgres = _postgres(connection)
+    params = {
+        "error": json.dumps(error),
+        "backend": backend,
+        **_in_params(postgres, "id", [int(i) for i in job_ids]),
+    }
     with connection.cursor() as cursor:
-        cursor.execute(sql, [json.dumps(error), *id_params])
+        cursor.execute(_cancel_sql(postgres, len(job_ids)), params)
         return [row[0] for row in cursor.fetchall()]
+
+
+#: ``{statuses}``: the finished statuses to delete.
+PRUNE_POSTGRES = f"""DELETE FROM {JOB} WHERE id IN (
+    SELECT id FROM {JOB}
+    WHERE {{statuses}} AND finished_at < now() + make_interval(secs => %(age)s)
+    LIMIT %(limit)s
+)"""
+
+PRUNE_SQLITE = f"""DELETE FROM {JOB} WHERE id IN (
+    SELECT id FROM {JOB}
+    WHERE {{statuses}} AND finished_at < STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now', %(age)s)
+    LIMIT %(limit)s
+)"""
+
+
+@functools.lru_cache(maxsize=64)
+def _prune_sql(postgres: bool, statuses: int) -> str:
+    return (PRUNE_POSTGRES if postgres else PRUNE_SQLITE).format(
+        statuses=_in(postgres, "status", "status", statuses)
+    )
+
+
+def prune(
+    connection: BaseDatabaseWrapper, statuses: list[str], older_than: float, batch_size: int
+) -> int:
+    """Delete one batch of finished jobs older than ``older_than`` seconds.
+
+    One small DELETE per call, so each holds its row locks briefly and
+    autovacuum keeps up; the caller loops until a batch comes back short.
+    The subquery walks the ``(status, finished_at)`` index.
+    """
+    postgres = _postgres(connection)
+    params = {
+        "age": _seconds(postgres, -older_than),
+        "limit": batch_size,
+        **_in_params(postgres, "status", statuses),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_prune_sql(postgres, len(statuses)), params)
+        return cursor.rowcount
+
+
+# Statistics (the admin's overview)
+
+
+READY_STATS_POSTGRES = f"""SELECT
+    backend, queue_name, COUNT(*),
+    SUM(CASE WHEN run_after <= now() THEN 1 ELSE 0 END),
+    EXTRACT(EPOCH FROM (now() - MIN(run_after) FILTER (WHERE run_after <= now())))
+FROM {JOB} WHERE status = 'READY' GROUP BY backend, queue_name"""
+
+READY_STATS_SQLITE = f"""SELECT
+    backend, queue_name, COUNT(*),
+    SUM(CASE WHEN run_after <= {SQLITE_NOW} THEN 1 ELSE 0 END),
+    (julianday('now') - julianday(MIN(CASE WHEN run_after <= {SQLITE_NOW} THEN run_after END)))
+        * 86400.0
+FROM {JOB} WHERE status = 'READY' GROUP BY backend, queue_name"""
 
 
 def ready_stats(
@@ -773,21 +1138,9 @@ def ready_stats(
     Reads only READY rows (the partial index ``dbtasks_job_ready`` holds
     exactly those), so its cost follows the backlog, not the table's history.
     """
-    d = Dialect(connection)
-    if d.postgres:
-        wait = f"EXTRACT(EPOCH FROM ({d.now} - MIN(run_after) FILTER (WHERE run_after <= {d.now})))"
-    else:
-        wait = (
-            "(julianday('now') - julianday(MIN(CASE WHEN run_after <= "
-            f"{d.now} THEN run_after END))) * 86400.0"
-        )
-    sql = (
-        f"SELECT backend, queue_name, COUNT(*), "
-        f"SUM(CASE WHEN run_after <= {d.now} THEN 1 ELSE 0 END), "
-        f"{wait} FROM {JOB} WHERE status = 'READY' GROUP BY backend, queue_name"
-    )
+    sql = READY_STATS_POSTGRES if _postgres(connection) else READY_STATS_SQLITE
     with connection.cursor() as cursor:
-        cursor.execute(sql, [])
+        cursor.execute(sql, {})
         return [
             (
                 (row[0], row[1]),
@@ -799,14 +1152,33 @@ def ready_stats(
         ]
 
 
+RUNNING_COUNTS = f"""SELECT backend, queue_name, COUNT(*) FROM {JOB}
+WHERE status = 'RUNNING' GROUP BY backend, queue_name"""
+
+
 def running_counts(connection: BaseDatabaseWrapper) -> dict[tuple[str, str], int]:
     """RUNNING jobs per ``(alias, queue)`` (the partial index ``dbtasks_job_running_lease``)."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT backend, queue_name, COUNT(*) FROM {JOB} WHERE status = 'RUNNING' "
-            f"GROUP BY backend, queue_name"
-        )
+        cursor.execute(RUNNING_COUNTS, {})
         return {(row[0], row[1]): int(row[2]) for row in cursor.fetchall()}
+
+
+FINISHED_PER_MINUTE_POSTGRES = f"""SELECT
+    backend, queue_name, status, FLOOR(EXTRACT(EPOCH FROM (now() - finished_at)) / 60) AS ago,
+    COUNT(*)
+FROM {JOB}
+WHERE status IN ('SUCCESSFUL', 'FAILED', 'CANCELLED')
+    AND finished_at >= now() + make_interval(secs => %(age)s)
+GROUP BY backend, queue_name, status, ago"""
+
+FINISHED_PER_MINUTE_SQLITE = f"""SELECT
+    backend, queue_name, status,
+    CAST((julianday('now') - julianday(finished_at)) * 1440 AS INTEGER) AS ago,
+    COUNT(*)
+FROM {JOB}
+WHERE status IN ('SUCCESSFUL', 'FAILED', 'CANCELLED')
+    AND finished_at >= STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now', %(age)s)
+GROUP BY backend, queue_name, status, ago"""
 
 
 def finished_per_minute(
@@ -819,19 +1191,15 @@ def finished_per_minute(
     jobs of the window, not the millions of older rows. ``minutes_ago`` is 0
     for the current minute.
     """
-    d = Dialect(connection)
-    if d.postgres:
-        ago = f"FLOOR(EXTRACT(EPOCH FROM ({d.now} - finished_at)) / 60)"
-    else:
-        ago = "CAST((julianday('now') - julianday(finished_at)) * 1440 AS INTEGER)"
-    sql = (
-        f"SELECT backend, queue_name, status, {ago} AS ago, COUNT(*) FROM {JOB} "
-        f"WHERE status IN ('SUCCESSFUL', 'FAILED', 'CANCELLED') "
-        f"AND finished_at >= {d.now_plus()} GROUP BY backend, queue_name, status, ago"
-    )
+    postgres = _postgres(connection)
+    sql = FINISHED_PER_MINUTE_POSTGRES if postgres else FINISHED_PER_MINUTE_SQLITE
     with connection.cursor() as cursor:
-        cursor.execute(sql, [d.seconds(-60 * minutes)])
+        cursor.execute(sql, {"age": _seconds(postgres, -60 * minutes)})
         return [((row[0], row[1]), row[2], int(row[3]), int(row[4])) for row in cursor.fetchall()]
+
+
+FAILED_AND_CANCELLED_COUNTS = f"""SELECT backend, queue_name, status, COUNT(*) FROM {JOB}
+WHERE status IN ('FAILED', 'CANCELLED') GROUP BY backend, queue_name, status"""
 
 
 def failed_and_cancelled_counts(
@@ -844,8 +1212,5 @@ def failed_and_cancelled_counts(
     many successful jobs the table keeps.
     """
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT backend, queue_name, status, COUNT(*) FROM {JOB} "
-            f"WHERE status IN ('FAILED', 'CANCELLED') GROUP BY backend, queue_name, status"
-        )
+        cursor.execute(FAILED_AND_CANCELLED_COUNTS, {})
         return {((row[0], row[1]), row[2]): int(row[3]) for row in cursor.fetchall()}

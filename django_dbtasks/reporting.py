@@ -18,19 +18,13 @@ from typing import Any
 
 from . import registry
 from .base import DbTaskResult
-from .compat import TaskError, TaskResultStatus, task_finished, task_started
+from .claimed import ClaimedJob
+from .compat import TaskResultStatus, task_finished, task_started
+from .errors import task_error
 from .exceptions import TaskFailed
 from .execution import Outcome, running_result
 from .logfmt import Fields
 from .outages import first_line
-from .queries import ClaimedJob  # MERGE: claimed
-
-
-def task_error(entry: dict[str, Any]) -> TaskError:  # MERGE: errors.task_error
-    return TaskError(
-        exception_class_path=entry["exception_class_path"], traceback=entry.get("traceback", "")
-    )
-
 
 logger = logging.getLogger("django_dbtasks.worker")
 

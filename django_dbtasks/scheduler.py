@@ -20,6 +20,7 @@ first: a broken one is not fired, it is logged once and looked at again
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,6 +29,7 @@ from typing import Any
 from django.db import DatabaseError, IntegrityError, connections, transaction
 
 from . import cron, queries, registry
+from .logfmt import Fields
 from .models import Job, MissedFires, Schedule
 from .outages import is_outage
 
@@ -153,7 +155,10 @@ class Scheduler:
         for schedule in stale.exclude(name__in=list(_declared)):
             schedule.enabled = False
             schedule.save(using=self.database, update_fields=["enabled", "updated_at"])
-            logger.warning("schedule=%s is no longer declared in code: disabled", schedule.name)
+            logger.warning(
+                "%s",
+                Fields(schedule=schedule.name, event="disabled", why="no longer declared in code"),
+            )
 
     def _upsert(self, name: str, values: dict[str, Any]) -> None:
         schedule = Schedule.objects.using(self.database).filter(name=name).first()
@@ -215,11 +220,14 @@ class Scheduler:
             using=self.database, update_fields=["next_fire_at", "updated_at"], recompute=False
         )
         logger.error(
-            "schedule=%s is broken, not fired: %s (fix it in the admin, or its periodic(); "
-            "checked again in %gs)",
-            schedule.name,
-            " ".join(reason.split()),
-            BROKEN_RECHECK,
+            "%s",
+            Fields(
+                schedule=schedule.name,
+                event="broken, not fired",
+                reason=" ".join(reason.split()),
+                fix="in the admin, or its periodic()",
+                checked_again_in=f"{BROKEN_RECHECK:g}s",
+            ),
             exc_info=unexpected,
         )
 
@@ -255,38 +263,50 @@ class Scheduler:
             times = [t for t in times if (now - t).total_seconds() <= MISSED_AFTER]
         return times
 
-    @staticmethod
-    def _job(schedule: Schedule, task: Any, scheduled_for: datetime | None) -> Job:
-        """The job a schedule enqueues: its arguments, the task's defaults unless overridden."""
-        return Job(
-            task_path=schedule.task_path,
+    def _insert(self, schedule: Schedule, task: Any, scheduled_for: datetime | None) -> int | None:
+        """Insert the job of one fire time; return its id, or None if that fire time has one.
+
+        The schedule's arguments, the task's defaults unless the schedule
+        overrides them. The partial unique index decides which fire is new
+        (see ``queries.insert_jobs``); a fire outside the schedule's times
+        (``scheduled_for`` None) always is.
+        """
+        inserted = queries.insert_jobs(
+            self.connection,
             backend=task.backend,
+            task_path=schedule.task_path,
             queue_name=schedule.queue_name or task.queue_name,
             priority=task.priority if schedule.priority is None else schedule.priority,
-            args=schedule.args,
-            kwargs=schedule.kwargs,
             max_attempts=getattr(task, "max_attempts", 1),
-            schedule=schedule,
+            run_after=None,
+            calls=[(json.dumps(schedule.args), json.dumps(schedule.kwargs))],
+            schedule_id=schedule.pk,
             scheduled_for=scheduled_for,
         )
+        return inserted[0][0] if inserted else None
 
     def _enqueue(self, schedule: Schedule, task: Any, times: list[datetime]) -> None:
-        connection = connections[self.database]
+        """Enqueue a job per fire time; log only those inserted (another scheduler may win)."""
         for moment in times:
-            job_id = queries.insert_fire(connection, self._job(schedule, task, moment))
+            job_id = self._insert(schedule, task, moment)
             if job_id is None:
                 logger.debug(
-                    "schedule=%s fire_time=%s already enqueued by another scheduler",
-                    schedule.name,
-                    moment,
+                    "%s",
+                    Fields(
+                        schedule=schedule.name,
+                        fire_time=moment.isoformat(),
+                        skipped="already enqueued by another scheduler",
+                    ),
                 )
                 continue
             logger.info(
-                "schedule=%s task=%s fire_time=%s enqueued job=%s",
-                schedule.name,
-                task.module_path,
-                moment,
-                job_id,
+                "%s",
+                Fields(
+                    schedule=schedule.name,
+                    task=task.module_path,
+                    fire_time=moment.isoformat(),
+                    job=job_id,
+                ),
             )
 
     def fire_now(self, schedule: Schedule) -> Any:
@@ -301,6 +321,6 @@ class Scheduler:
         reason = schedule.broken_reason()
         if reason:
             raise InvalidSchedule(f"cannot be fired until it is fixed: {reason}")
-        job = self._job(schedule, task, scheduled_for=None)
-        job.save(using=self.database, force_insert=True)
-        return job
+        job_id = self._insert(schedule, task, scheduled_for=None)
+        assert job_id is not None  # no fire time: the unique index never holds it
+        return Job.objects.using(self.database).get(pk=job_id)

@@ -19,7 +19,7 @@ from typing import Any
 
 from django.utils.crypto import salted_hmac
 
-from .arguments import as_names, bind, check_names
+from .signatures import as_names, bind, check_names
 
 Unique = bool | str | Sequence[str] | Callable[..., Any] | None
 

@@ -32,15 +32,16 @@ from django.utils.crypto import get_random_string
 from . import execution, queries, registry
 from .backend import DatabaseBackend
 from .batching import Pace, claim_size
+from .claimed import ClaimedJob
+from .errors import error_entry
 from .exceptions import ArgumentNotSerializable, TaskNotRegistered
-from .execution import Outcome, error_entry  # MERGE: errors
+from .execution import Outcome
 from .maintenance import Maintenance
 from .models import Job
 from .notify import Listener
 from .outages import OutageGuard
 from .outcomes import ClaimRequest, OutcomeBatch
 from .pool import Finished, Limits, Pool
-from .queries import ClaimedJob  # MERGE: claimed
 from .reporting import Reporter
 from .scheduler import Scheduler
 from .stopping import StopSignals

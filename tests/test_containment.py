@@ -226,8 +226,8 @@ def test_a_job_that_cannot_be_packed_for_a_pool_process_fails_alone():
     """Defence in depth behind the nesting limit: ``pack()`` fails only the job at fault."""
     import pickle
 
+    from django_dbtasks.claimed import ClaimedJob
     from django_dbtasks.pool import pack
-    from django_dbtasks.queries import ClaimedJob
 
     def job(job_id: int, args: list) -> ClaimedJob:
         return ClaimedJob(job_id, "t", "default", 0, args, {}, 1, 1, "token", None, None, [])

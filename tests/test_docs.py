@@ -171,9 +171,7 @@ def test_the_readme_names_every_module_of_the_package() -> None:
     named = set(re.findall(r"`([\w/]+\.py)`", table))
     package = ROOT / "django_dbtasks"
     modules = {
-        path.name
-        for path in package.glob("*.py")
-        if path.name not in {"__init__.py", "apps.py", "arguments.py"}
+        path.name for path in package.glob("*.py") if path.name not in {"__init__.py", "apps.py"}
     }
     assert modules - named == set(), "modules missing from README's table"
     assert {name for name in named if "/" not in name} - modules == set(), "gone modules"

@@ -11,6 +11,7 @@ with SIGSTOP.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import random
 import signal
@@ -18,6 +19,7 @@ import uuid
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from django_dbtasks import queries
 from django_dbtasks.models import Job, JobStatus
@@ -69,6 +71,52 @@ def test_batch_completion_applies_only_to_jobs_the_worker_still_holds():
     assert Job.objects.get(pk=stale.id).status == "RUNNING"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_batch_failure_retries_or_fails_only_jobs_the_worker_still_holds():
+    def insert(max_attempts: int) -> int:
+        [(job_id, _)] = queries.insert_jobs(
+            connection,
+            backend="default",
+            task_path="tests.testapp.tasks.noop",
+            queue_name="default",
+            priority=0,
+            max_attempts=max_attempts,
+            run_after=None,
+            calls=[("[]", "{}")],
+        )
+        return job_id
+
+    retried, given_up, last, stale = insert(3), insert(3), insert(1), insert(3)
+    claimed = {job.id: job for job in queries.claim(connection, ["default"], 4, "w", 30)}
+    assert set(claimed) == {retried, given_up, last, stale}
+    Job.objects.filter(pk=stale).update(lease_token="0" * 32)  # rescued and re-claimed
+    error = {"exception_class_path": "builtins.ValueError", "traceback": "tb", "message": "m"}
+    before = timezone.now()
+    applied = queries.fail_many(
+        connection,
+        [
+            (retried, claimed[retried].lease_token, error, 60.0),  # attempts left: READY
+            (given_up, claimed[given_up].lease_token, error, None),  # None: FAILED for good
+            (last, claimed[last].lease_token, error, 60.0),  # no attempt left: FAILED
+            (stale, claimed[stale].lease_token, error, 60.0),  # not ours: untouched
+        ],
+    )
+    assert applied == {retried: "READY", given_up: "FAILED", last: "FAILED"}
+    rows = {job.pk: job for job in Job.objects.filter(pk__in=claimed)}
+    for job_id in applied:
+        row = rows[job_id]
+        assert row.errors == [error] and row.claimed_by == "" and row.lease_token is None
+        assert row.lease_expires_at is None and row.crashes == 0 and row.attempts == 1
+    assert rows[retried].finished_at is None
+    assert rows[retried].run_after > before + dt.timedelta(seconds=50)
+    assert rows[given_up].finished_at is not None and rows[last].finished_at is not None
+    assert rows[stale].status == "RUNNING" and rows[stale].errors == []
+    assert queries.fail_many(connection, []) == {}
+    # Not applied twice: the lease went with the first write.
+    token = claimed[given_up].lease_token
+    assert queries.fail_many(connection, [(given_up, token, error, None)]) == {}
+
+
 # Random schedules of enqueue, claim, finish, crash, freeze, rescue and cancel
 
 WORKERS = ["w1", "w2", "w3"]
@@ -113,7 +161,8 @@ class Walk:
             applied = job_id in queries.complete_many(connection, [(job_id, token, f'"{worker}"')])
         else:
             retry_in = 0.0 if kind == "retry" else None
-            applied = queries.fail_attempt(connection, job_id, token, ERROR, retry_in)
+            failure = (job_id, token, ERROR, retry_in)
+            applied = queries.fail_many(connection, [failure]).get(job_id)
         assert bool(applied) == owns, (kind, worker, before.status)
         after = self.row(job_id)
         if kind == "complete" and applied:
@@ -151,7 +200,9 @@ class Walk:
         if self.enqueued:
             job_id = self.rng.choice(sorted(self.enqueued))
             was_ready = self.row(job_id).status == "READY"
-            assert queries.cancel(connection, job_id, ERROR) == was_ready
+            assert queries.cancel_many(connection, [job_id], ERROR) == (
+                [job_id] if was_ready else []
+            )
 
     # Invariants
 

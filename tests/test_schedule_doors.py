@@ -399,24 +399,24 @@ def test_the_tick_skips_broken_schedules_logs_each_once_and_fires_the_others(cap
             if r.getMessage().startswith(f"schedule={schedule.name} ")
         ]
         assert len(lines) == 1, lines
-        assert lines[0].startswith(f"schedule={schedule.name} is broken, not fired: ")
+        assert lines[0].startswith(f'schedule={schedule.name} event="broken, not fired" reason="')
         assert "enqueued" not in lines[0] and lines[0].endswith(
-            f"checked again in {BROKEN_RECHECK:g}s)"
+            f"checked_again_in={BROKEN_RECHECK:g}s"
         )
         schedule.refresh_from_db()
         waited = (schedule.next_fire_at - queries.database_now(connection)).total_seconds()
         assert BROKEN_RECHECK - 5 < waited <= BROKEN_RECHECK
     messages = "\n".join(r.getMessage() for r in caplog.records)
     assert (
-        "schedule=priority is broken, not fired: priority: 999 is not a task priority" in messages
+        'schedule=priority event="broken, not fired" reason="priority: 999 is not a task priority'
+        in messages
     )
-    assert "schedule=gone-zone is broken, not fired: timezone: 'Mars/Olympus'" in messages
-    assert "schedule=feb30 is broken, not fired: cron: '0 0 30 2 *' never fires" in messages
+    broken = 'event="broken, not fired" reason="'
+    assert f"schedule=gone-zone {broken}timezone: 'Mars/Olympus'" in messages
+    assert f"schedule=feb30 {broken}cron: '0 0 30 2 *' never fires" in messages
+    assert f"schedule=task {broken}task_path: 'tests.testapp.tasks.renamed'" in messages
     assert (
-        "schedule=task is broken, not fired: task_path: 'tests.testapp.tasks.renamed'" in messages
-    )
-    assert (
-        "schedule=huge-number is broken, not fired: args: args as stored cannot be read by "
+        f"schedule=huge-number {broken}args: args as stored cannot be read by "
         "Python (Exceeds the limit (4300 digits) for integer string conversion)"
     ) in messages
 
@@ -473,7 +473,7 @@ def test_a_bug_in_one_schedules_fire_does_not_stop_the_others(monkeypatch, caplo
     assert not Job.objects.filter(schedule=buggy).exists()
     [record] = caplog.records
     assert record.getMessage().startswith(
-        "schedule=buggy is broken, not fired: RuntimeError: a bug"
+        'schedule=buggy event="broken, not fired" reason="RuntimeError: a bug'
     )
     assert record.exc_info is not None
 
@@ -489,7 +489,7 @@ def test_a_worker_keeps_firing_beside_broken_schedules(start_worker):
     assert not Job.objects.filter(schedule__in=broken).exists()
     output = worker.output()
     for schedule in broken:
-        assert output.count(f"schedule={schedule.name} is broken, not fired: ") == 1, output
+        assert output.count(f'schedule={schedule.name} event="broken, not fired"') == 1, output
     assert "Traceback" not in output
     good_fired = Job.objects.filter(schedule=good, status="SUCCESSFUL").count()
     assert good_fired >= 2
@@ -886,11 +886,24 @@ def test_a_fire_the_database_refuses_is_an_error_not_a_silent_drop():
         name="check", task_path="tests.testapp.tasks.noop", cron="* * * * *"
     )
     moment = timezone.now().replace(microsecond=0)
-    job = Job(task_path=schedule.task_path, schedule=schedule, scheduled_for=moment)
-    assert queries.insert_fire(connection, job) is not None
-    assert queries.insert_fire(connection, job) is None  # that fire time has its job
+
+    def insert_fire(scheduled_for: dt.datetime, priority: int = 0) -> list:
+        return queries.insert_jobs(
+            connection,
+            backend="default",
+            task_path=schedule.task_path,
+            queue_name="default",
+            priority=priority,
+            max_attempts=1,
+            run_after=None,
+            calls=[("[]", "{}")],
+            schedule_id=schedule.pk,
+            scheduled_for=scheduled_for,
+        )
+
+    assert insert_fire(moment) != []
+    assert insert_fire(moment) == []  # that fire time has its job
     assert Job.objects.filter(schedule=schedule).count() == 1
-    job.scheduled_for = moment + dt.timedelta(minutes=1)
-    job.priority = 999  # outside the job table's CHECK constraint
+    # 999 is outside the job table's CHECK constraint
     with pytest.raises(IntegrityError), transaction.atomic():
-        queries.insert_fire(connection, job)
+        insert_fire(moment + dt.timedelta(minutes=1), priority=999)

@@ -16,8 +16,8 @@ from django.db import connection, transaction
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from django_dbtasks.errors import MAX_TRACEBACK_CHARS, storable_text
 from django_dbtasks.exceptions import ArgumentNotSerializable, ResultNotStorable
-from django_dbtasks.execution import MAX_TRACEBACK_CHARS, storable_text
 from django_dbtasks.models import Job
 from django_dbtasks.serialization import MAX_NESTING, dumps_return_value, find_unstorable
 

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -56,11 +55,12 @@ def warm(loop: WorkerLoop) -> None:
 
 
 def kind(sql: str) -> str:
-    """What a statement of the worker does, read from its SQL."""
-    if re.search(r"status = 'SUCCESSFUL'", sql) and "UPDATE" in sql:
+    """What a statement of the worker does, read from its SQL (see ``queries``)."""
+    flat = " ".join(sql.split())
+    if flat.startswith("UPDATE") and "status = 'SUCCESSFUL'" in flat:
         return "complete"
-    if "'FAILED'" in sql and "UPDATE" in sql and "lease_expires_at < " not in sql:
+    if flat.startswith("UPDATE") and "retry_in" in flat:
         return "fail"
-    if "status = 'RUNNING', attempts = attempts + 1" in sql:
+    if "status = 'RUNNING', attempts = attempts + 1" in flat:
         return "claim"
-    return sql.split()[0]
+    return flat.split()[0]

@@ -18,7 +18,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, QuerySet
 
 from .. import queries
-from ..exceptions import JobCancelled, exception_path
+from ..errors import error_entry
+from ..exceptions import JobCancelled
 from ..models import JobStatus
 from . import setup
 
@@ -71,11 +72,11 @@ def retry(selection: QuerySet[Any]) -> ActionReport:
 
 def cancel(selection: QuerySet[Any], username: str) -> ActionReport:
     """Cancel the READY jobs of ``selection``; a job a worker has claimed is not stopped."""
-    error = {
-        "exception_class_path": exception_path(JobCancelled),
-        "traceback": f"Cancelled before it started, by {username} in the admin.",
-        "message": f"Cancelled in the admin by {username}",
-    }
+    error = error_entry(
+        JobCancelled,
+        f"Cancelled before it started, by {username} in the admin.",
+        message=f"Cancelled in the admin by {username}",
+    )
     selected = _count_by_status(selection)
     ready = list(selection.filter(status__in=CANCELLABLE).values_list("pk", flat=True))
     outcome = ActionReport()
