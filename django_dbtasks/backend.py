@@ -35,6 +35,7 @@ from .compat import (
 from .conf import Options
 from .errors import error_entry, task_error
 from .exceptions import JobCancelled, TaskNotRegistered
+from .models import Job
 from .serialization import encode_arguments
 
 #: Rows per INSERT statement in ``enqueue_many()`` (all in one transaction).
@@ -218,8 +219,6 @@ class DatabaseBackend(BaseTaskBackend):
         key waits for the first one's transaction, then inserts nothing, and
         we return the winner. If the winner finished in between, we try again.
         """
-        from .models import Job
-
         assert isinstance(task, DbTask)
         key = task.unique_key(args, kwargs)
         for _ in range(10):
@@ -288,8 +287,6 @@ class DatabaseBackend(BaseTaskBackend):
     # Reading results
 
     def get_result(self, result_id: Any) -> DbTaskResult:
-        from .models import Job
-
         job_id = _job_id(result_id)
         try:
             if job_id is None:

@@ -84,40 +84,28 @@ def write_turn(
         for item in outcomes
         if not item.outcome.succeeded
     ]
+    # This function issues every statement of the turn, so it alone decides.
+    statements = bool(successes) + bool(failures) + (claim is not None)
+    atomic = transaction.atomic(using=database) if statements > 1 else contextlib.nullcontext()
     statuses: dict[int, str] = {}
-    claimed: list[ClaimedJob] | None = None
-
-    def complete() -> None:
-        for job_id in queries.complete_many(connection, successes):
-            statuses[job_id] = TaskResultStatus.SUCCESSFUL
-
-    def fail() -> None:
-        statuses.update(queries.fail_many(connection, failures))
-
-    def claim_jobs() -> None:
-        nonlocal claimed
-        assert claim is not None
-        claimed = queries.claim(
-            connection,
-            claim.queues,
-            claim.limit,
-            claim.worker_id,
-            claim.lease_seconds,
-            suspects=claim.suspects,
-            backend=claim.backend,
-        )
-
-    statements = [
-        step
-        for step, needed in ((complete, successes), (fail, failures), (claim_jobs, claim))
-        if needed
-    ]
-    atomic = transaction.atomic(using=database) if len(statements) > 1 else contextlib.nullcontext()
+    claimed = None
     with atomic:
-        for statement in statements:
-            statement()
-    written = [(item, statuses.get(item.job.id)) for item in outcomes]
-    return written, claimed
+        if successes:
+            completed = queries.complete_many(connection, successes)
+            statuses.update(dict.fromkeys(completed, TaskResultStatus.SUCCESSFUL))
+        if failures:
+            statuses.update(queries.fail_many(connection, failures))
+        if claim is not None:
+            claimed = queries.claim(
+                connection,
+                claim.queues,
+                claim.limit,
+                claim.worker_id,
+                claim.lease_seconds,
+                suspects=claim.suspects,
+                backend=claim.backend,
+            )
+    return [(item, statuses.get(item.job.id)) for item in outcomes], claimed
 
 
 def retry_in(job: ClaimedJob) -> float | None:

@@ -42,6 +42,8 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event
 from typing import Any
 
+from django.db import close_old_connections
+
 from . import execution
 from .claimed import ClaimedJob
 from .errors import error_entry
@@ -106,8 +108,6 @@ def _child_main(
     limits: Limits,
 ) -> None:
     """Receive chunks of jobs, run them one by one, send back one outcome each."""
-    from django.db import close_old_connections
-
     _die_with_parent(parent_pid)
     # The parent's ends of the other children's pipes: held here, they would keep
     # a sibling from seeing EOF when the parent is gone.

@@ -790,6 +790,8 @@ def insert_cursor(connection: BaseDatabaseWrapper) -> Iterator[Any]:
     """
     options = connection.settings_dict.get("OPTIONS") or {}
     if connection.vendor == "postgresql" and options.get("prepare_threshold") is not None:
+        # Here, not at the top: psycopg must not be needed to import this module on
+        # SQLite, where libpq may be missing (psycopg's C library).
         import psycopg
 
         # What connection.cursor() does, with a server-binding cursor class.

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, connections, transaction
 
 from . import cron, queries, registry
@@ -102,8 +104,6 @@ def periodic(
 
 def _check_declared(declared: Declared, task: Any) -> None:
     """Raise ``InvalidSchedule`` unless the row that ``sync_declared()`` writes is valid."""
-    from django.core.exceptions import ValidationError
-
     values = {k: v for k, v in declared.__dict__.items() if k != "timezone" or v is not None}
     schedule = Schedule(**values)
     errors: dict[str, list[str]] = {}
@@ -128,8 +128,6 @@ class Scheduler:
 
     def sync_declared(self) -> None:
         """Write code-declared schedules to the table; disable code ones no longer declared."""
-        from django.conf import settings
-
         for declared in _declared.values():
             values = {
                 "task_path": declared.task_path,
