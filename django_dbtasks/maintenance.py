@@ -46,15 +46,17 @@ class Maintenance:
         self.heartbeat_due = 0.0  # monotonic time of the next heartbeat
         self.cleanup_due = 0.0  # ... and of the next sweep of dead workers
 
-    def run_due(self, now: float, held: list[str]) -> bool | None:
-        """Run what is due; ``held`` are the lease tokens of every job the worker holds.
+    def run_due(self, now: float, held_tokens: Callable[[], list[str]]) -> bool | None:
+        """Run what is due; ``held_tokens()`` gives the lease tokens the worker holds.
 
         Returns None when no heartbeat was due, else whether a suspect (a job
-        whose worker died while holding it) waits to be run alone.
+        whose worker died while holding it) waits to be run alone. The tokens
+        are asked for only when a heartbeat is due, not at every turn.
         """
         if now < self.heartbeat_due:
             return None
         self.heartbeat_due = now + self.config.HEARTBEAT_INTERVAL
+        held = held_tokens()
         self.heartbeat(held)
         self.release_orphans(held)
         self.rescue()

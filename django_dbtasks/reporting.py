@@ -23,7 +23,7 @@ from .compat import TaskResultStatus, task_finished, task_started
 from .errors import task_error
 from .exceptions import TaskFailed
 from .execution import Outcome, running_result
-from .logfmt import Fields
+from .logfmt import Fields, quote
 from .outages import first_line
 
 logger = logging.getLogger("django_dbtasks.worker")
@@ -41,7 +41,7 @@ class Reporter:
 
     def worker_started(self, **details: Any) -> None:
         logger.info("%s", Fields(worker=self.worker_id, event="started", **details))
-        paths = ", ".join(registry.registered_paths())
+        paths = ",".join(registry.registered_paths())
         logger.info("%s", Fields(worker=self.worker_id, tasks=paths))
 
     def worker_stopped(self, processed: int) -> None:
@@ -186,20 +186,22 @@ class Reporter:
             label, level = "FAILED", logging.ERROR  # ... a job failed for good an error
         if not logger.isEnabledFor(level):
             return  # one line per job: not even its fields are built when it is not shown
-        error = None
+        error = ""
         if outcome.error:
-            error = outcome.error.get("message") or outcome.error["exception_class_path"]
+            message = outcome.error.get("message") or outcome.error["exception_class_path"]
+            error = f" error={quote(message)}"
+        # The same logfmt as ``Fields`` gives, written out: one line per job is on the
+        # worker's hot path, and only the task path and the error may need quotes.
         logger.log(
             level,
-            "%s",
-            Fields(
-                job=job.id,
-                task=job.task_path,
-                outcome=label,
-                duration=f"{outcome.duration:.3f}s",
-                attempt=f"{job.attempts}/{job.max_attempts}",
-                error=error,
-            ),
+            "job=%s task=%s outcome=%s duration=%.3fs attempt=%d/%d%s",
+            job.id,
+            quote(job.task_path),
+            label,
+            outcome.duration,
+            job.attempts,
+            job.max_attempts,
+            error,
         )
 
     def _send(

@@ -275,10 +275,13 @@ class WorkerLoop:
         return False
 
     def _run_maintenance(self, now: float) -> None:
-        held = [job.lease_token for job in self.pool.held()] + self.outcomes.tokens()
-        waiting = self.maintenance.run_due(now, held)
+        waiting = self.maintenance.run_due(now, self._held_tokens)
         if waiting is not None:
             self.suspect_waiting = waiting
+
+    def _held_tokens(self) -> list[str]:
+        """The lease tokens of every job this worker holds: in the pool, or unwritten."""
+        return [job.lease_token for job in self.pool.held()] + self.outcomes.tokens()
 
     def _fire_schedules(self, now: float) -> None:
         """Fire due cron schedules; look again when the next is due (or within a second)."""

@@ -6,6 +6,7 @@
 #   bash scripts/test.sh -k retries # extra arguments go to pytest
 #
 #   bash scripts/test.sh -m "not slow"  # the quick tier: no chaos, restarts or fuzzing
+#   bash scripts/test.sh -m turns       # the worker loop in-process, turn by turn (seconds)
 #
 # It starts its own PostgreSQL server (scripts/postgres.sh) and stops it at the end.
 # DBTASKS_MATRIX="dj6-postgres dj52-sqlite" runs a subset of the matrix.

@@ -251,6 +251,7 @@ def test_random_schedules_never_lose_or_double_own_a_job(seed):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.turns
 def test_an_outcome_whose_lease_was_lost_is_discarded(caplog):
     result = tasks.add.enqueue(2, 3)
     with started() as loop:

@@ -21,7 +21,7 @@ from django_dbtasks.models import Job, JobStatus
 from .testapp import tasks
 from .turns import kind, started, statements_of, warm
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.turns]
 
 
 def test_an_idle_turn_runs_one_claim_then_nothing_until_the_poll():
@@ -79,7 +79,7 @@ def test_the_heartbeat_costs_the_same_however_many_jobs_the_worker_holds():
         def heartbeat(tokens: list[str]) -> list[str]:
             loop.maintenance.heartbeat_due = 0.0
             with CaptureQueriesContext(connection) as captured:
-                assert loop.maintenance.run_due(time.monotonic(), tokens) is False
+                assert loop.maintenance.run_due(time.monotonic(), lambda: tokens) is False
             return [query["sql"].split()[0] for query in captured.captured_queries]
 
         sixty = heartbeat(held)
