@@ -21,32 +21,58 @@ CHANNEL = "dbtasks"
 
 
 class Listener:
-    """Keeps a LISTEN alive on a Django connection and reports notifications."""
+    """Keeps a LISTEN alive on a connection of its own, and reports notifications.
+
+    Its own connection, not the worker's: a notification that arrives while
+    the worker's connection runs a claim or a completion would be read by
+    psycopg into that connection's backlog, its socket would never become
+    readable, and the worker would sleep until its next poll. This one runs
+    nothing but LISTEN, so each notification makes its socket readable. It
+    is opened with the settings of ``connection`` (never from a connection
+    pool, where it would hold a pooled connection for ever), in autocommit.
+    """
 
     def __init__(self, connection: Any) -> None:
-        self.connection = connection
-        self._listening_on: Any = None
+        self.connection = connection  # the Django connection whose settings it uses
+        self._raw: Any = None
 
     def ensure(self) -> None:
-        """LISTEN on the current raw connection (again, after a reconnect)."""
-        self.connection.ensure_connection()
-        raw = self.connection.connection
-        if raw is not self._listening_on:
-            with self.connection.wrap_database_errors:  # psycopg errors become Django's
+        """LISTEN on a connection of its own (again, after it was lost)."""
+        if self._raw is not None and not self._raw.closed:
+            return
+        self.close()
+        params = self.connection.get_connection_params()
+        with self.connection.wrap_database_errors:  # psycopg errors become Django's
+            raw = self.connection.Database.connect(**params, autocommit=True)
+            try:
                 raw.execute(f"LISTEN {CHANNEL}")
-            self._listening_on = raw
+            except BaseException:
+                raw.close()
+                raise
+        self._raw = raw
 
     def fileno(self) -> int | None:
         """The socket to wait on, or None if not currently listening."""
-        raw = self.connection.connection
-        if raw is None or raw is not self._listening_on or raw.closed:
+        if self._raw is None or self._raw.closed:
             return None
-        return int(raw.pgconn.socket)
+        return int(self._raw.pgconn.socket)
 
     def drain(self) -> bool:
         """Consume pending notifications; return whether there was any."""
-        raw = self.connection.connection
-        if raw is None or raw is not self._listening_on:
+        if self._raw is None:
             return False
-        with self.connection.wrap_database_errors:  # psycopg errors become Django's
-            return bool(list(raw.notifies(timeout=0)))
+        try:
+            with self.connection.wrap_database_errors:
+                return bool(list(self._raw.notifies(timeout=0)))
+        except Exception:
+            self.close()  # LISTEN again at the next turn (ensure reports an outage)
+            return True  # the socket woke us: look for work rather than miss it
+
+    def close(self) -> None:
+        """Close the listening connection (before a fork, and when the worker stops)."""
+        raw, self._raw = self._raw, None
+        if raw is not None and not raw.closed:
+            try:
+                raw.close()
+            except Exception:
+                pass  # already broken: nothing to close cleanly

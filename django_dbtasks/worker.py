@@ -114,7 +114,7 @@ class WorkerLoop:
         self.id = new_worker_id()
         self.pool: JobPool = pool or Pool(
             options.concurrency,
-            before_fork=connections.close_all,
+            before_fork=self._before_fork,
             timeout_of=_timeout_of,
             limits=Limits(options.max_tasks_per_child, options.max_memory_per_child),
         )
@@ -230,8 +230,17 @@ class WorkerLoop:
             self.reporter.released(released, why="unfinished at stop")
         self.guard.run(lambda: queries.mark_worker_stopped(self.connection, self.id))
         self._each_step(self.stop.restore, "restoring signal handlers")
-        self._each_step(connections.close_all, "closing connections")
+        self._each_step(self._close_connections, "closing connections")
         self.reporter.worker_stopped(self.processed)
+
+    def _before_fork(self) -> None:
+        """A pool process must inherit no open connection: it would share the socket."""
+        self._close_connections()
+
+    def _close_connections(self) -> None:
+        if self.listener is not None:
+            self.listener.close()  # LISTEN again, on a new connection, at the next turn
+        connections.close_all()
 
     def _each_step(self, step: Callable[[], object], what: str) -> None:
         try:
