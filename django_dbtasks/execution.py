@@ -1,13 +1,16 @@
 """Run one claimed job's task function and describe what happened.
 
 This runs inside a pool child process (see ``pool.py``); it never touches
-the job table, so the parent alone decides what an outcome means. Whatever
+the job table, so the parent alone decides what an outcome means. Django's
+``task_started`` is sent here, where the task runs (``task_finished`` is sent
+by the worker once the outcome is written: only then is the status known). Whatever
 the task does (returns, raises, even ``SystemExit``), the outcome holds only
 text the job table can store, so writing it can fail for no other job.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import traceback
 from dataclasses import dataclass
@@ -16,11 +19,14 @@ from typing import Any
 from . import progress, registry
 from .base import DbTask, DbTaskResult
 from .claimed import ClaimedJob
-from .compat import TaskContext, TaskResultStatus
+from .compat import TaskContext, TaskResultStatus, task_started
 from .conf import Options
 from .errors import MAX_MESSAGE_CHARS, error_entry, storable_text
 from .exceptions import TaskNotRegistered
+from .logfmt import Fields
 from .serialization import dumps_return_value
+
+logger = logging.getLogger("django_dbtasks.worker")
 
 
 @dataclass(frozen=True)
@@ -68,19 +74,34 @@ def running_result(task: DbTask, job: ClaimedJob) -> DbTaskResult:
     )
 
 
-def _call(job: ClaimedJob) -> str:
-    """Run the task and return its value as JSON text the job table can store."""
+def _task(job: ClaimedJob) -> DbTask:
     task = registry.lookup(job.task_path)
     if task is None:
         raise TaskNotRegistered(registry.not_registered_message(job.task_path))
+    return task
+
+
+def _announce(task: DbTask, job: ClaimedJob, result: DbTaskResult) -> None:
+    """Send ``task_started`` here, in the process that runs the task, as Django's backends do.
+
+    A receiver's error is logged and the job runs all the same (as a
+    ``task_finished`` receiver's error does not change the job's outcome).
+    """
+    try:
+        task_started.send(type(task.get_backend()), task_result=result)
+    except Exception:
+        logger.exception("%s", Fields(job=job.id, event="a task_started receiver raised"))
+
+
+def _call(task: DbTask, job: ClaimedJob, result: DbTaskResult) -> str:
+    """Run the task and return its value as JSON text the job table can store."""
     backend = task.get_backend()
     database = getattr(backend, "database", "default")
     with progress.running(job.id, job.lease_token, database):
         if not task.takes_context:
             value = task.call(*job.args, **job.kwargs)
         else:
-            context: Any = TaskContext(task_result=running_result(task, job))
-            value = task.call(context, *job.args, **job.kwargs)
+            value = task.call(TaskContext(task_result=result), *job.args, **job.kwargs)
     # Django's own @task may name another backend; ours has the option, others the default.
     config = getattr(backend, "config", Options())
     return dumps_return_value(value, config.MAX_RESULT_BYTES)
@@ -91,11 +112,19 @@ def run(job: ClaimedJob) -> Outcome:
 
     ``BaseException`` too: ``sys.exit()`` or ``KeyboardInterrupt`` raised by
     task code ends that job as a failure with its own class, as in Django's
-    backends, and the pool process goes on.
+    backends, and the pool process goes on. Before the call, the job's
+    ``TaskResult`` is built (the task's context holds it) and ``task_started``
+    sent; a job whose result Django cannot build fails without running.
     """
     started = time.monotonic()
     try:
-        encoded = _call(job)
+        task = _task(job)
+        try:
+            result = running_result(task, job)
+        except Exception as exc:
+            return failed(job.id, exc, "The job's TaskResult could not be built")
+        _announce(task, job, result)
+        encoded = _call(task, job, result)
     except BaseException as exc:
         ended = time.monotonic()
         error = describe_exception(exc)

@@ -6,8 +6,9 @@ story across workers. Levels are chosen for alerting: a retry is a warning,
 a job that failed for good (or was rescued from a dead worker) an error or
 a warning, a success information.
 
-``task_started`` and ``task_finished`` carry the same ``TaskResult`` object
-for one job: it is built once, when the job starts, on the worker's hot path.
+``task_started`` is sent by the pool process that runs the job, where the
+task runs (as Django's own backends do); ``task_finished`` here, in the
+worker's main process, once the outcome is written and its status known.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from . import registry
 from .base import DbTaskResult
 from .claimed import ClaimedJob
-from .compat import TaskResultStatus, task_finished, task_started
+from .compat import TaskResultStatus, task_finished
 from .errors import task_error
 from .exceptions import TaskFailed
 from .execution import Outcome, running_result
@@ -30,12 +31,11 @@ logger = logging.getLogger("django_dbtasks.worker")
 
 
 class Reporter:
-    """Sends ``task_started``/``task_finished`` and writes every log line of a worker."""
+    """Sends ``task_finished`` and writes every log line of a worker."""
 
     def __init__(self, worker_id: str, sender: type) -> None:
         self.worker_id = worker_id
         self.sender = sender  # the backend class: Django's signals are sent by it
-        self._in_flight: dict[int, DbTaskResult] = {}  # task_started's result, per job
 
     # The worker's life
 
@@ -88,30 +88,23 @@ class Reporter:
 
     # Jobs
 
-    def job_started(self, job: ClaimedJob) -> None:
-        """Send ``task_started``; raise if Django cannot build the job's TaskResult."""
+    def job_finished(self, job: ClaimedJob, outcome: Outcome, status: str | None) -> None:
+        """Log the outcome now in the table and send ``task_finished`` (None: discarded).
+
+        ``task_started`` was sent by the pool process that ran the job (see
+        ``execution.run``); this one is sent here, once the status is known.
+        """
+        self._log_outcome(job, outcome, status)
+        if status is None:
+            return
         task = registry.lookup(job.task_path)
         if task is None:
             return
-        result = running_result(task, job)  # raises for arguments Django cannot hold
-        self._in_flight[job.id] = result
-        self._send(task_started, job, result, None)
-
-    def job_finished(self, job: ClaimedJob, outcome: Outcome, status: str | None) -> None:
-        """Log the outcome now in the table and send ``task_finished`` (None: discarded)."""
-        self._log_outcome(job, outcome, status)
-        result = self._in_flight.pop(job.id, None)
-        if status is None:
+        try:
+            result = running_result(task, job)
+        except Exception:
+            logger.exception("%s", Fields(job=job.id, event="no TaskResult for task_finished"))
             return
-        if result is None:
-            task = registry.lookup(job.task_path)
-            if task is None:
-                return
-            try:
-                result = running_result(task, job)
-            except Exception:
-                logger.exception("%s", Fields(job=job.id, event="no TaskResult for task_finished"))
-                return
         object.__setattr__(result, "status", TaskResultStatus(status))
         if outcome.error:
             object.__setattr__(result, "errors", [task_error(outcome.error)])

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
 from django.utils.crypto import get_random_string
 
-from . import execution, queries, registry
+from . import queries, registry
 from .backend import DatabaseBackend
 from .batching import Pace, claim_size
 from .claimed import ClaimedJob
@@ -359,13 +359,6 @@ class WorkerLoop:
         runnable, failed = [], []
         for job in jobs:
             outcome = _unrunnable(job)
-            if outcome is None:
-                try:
-                    self.reporter.job_started(job)
-                except Exception as exc:  # Django cannot build its TaskResult (deep args)
-                    outcome = execution.failed(
-                        job.id, exc, "The job's TaskResult could not be built"
-                    )
             if outcome is None:
                 runnable.append(job)
             else:
