@@ -31,6 +31,7 @@ import select
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -294,30 +295,53 @@ class Bench:
     # Latency
 
     def pickup_ours(self, count: int) -> list[float]:
-        """ms from enqueue()'s commit to the task body's start, idle ``runtasks`` worker."""
+        """ms from enqueue()'s commit to the task body's start, idle ``runtasks`` worker.
+
+        The task writes its start time to a FIFO the benchmark blocks on, as the
+        raw listener and pgqueuer's consumer write theirs to a pipe: no query
+        of ours runs while a job is picked up. Only then does the benchmark wait
+        for the job to finish, so that each job finds the worker idle.
+        """
         from django.db import connection
 
         from bench.benchapp.tasks import started_at
 
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "DJANGO_SETTINGS_MODULE": "bench.settings"}
         self.reset_jobs()
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "django", "runtasks", "-v", "0", "--concurrency", "1"],
-            env=env,
-        )
-        try:
-            time.sleep(2)  # started and idle
-            samples = []
-            for _ in range(count):
-                result = started_at.enqueue()  # autocommit: committed on return
-                committed = time.time()
-                result.wait(timeout=10, interval=0.002)
-                samples.append((result.return_value - committed) * 1000)
-                time.sleep(0.01)
-        finally:
-            worker.terminate()
-            worker.wait(timeout=30)
-            connection.close()
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "starts")
+            os.mkfifo(path)
+            reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            # A writer held open, so the FIFO never reads as closed between jobs.
+            keeper = os.open(path, os.O_WRONLY)
+            env = {
+                **os.environ,
+                "PYTHONPATH": str(ROOT),
+                "DJANGO_SETTINGS_MODULE": "bench.settings",
+                "DBTASKS_BENCH_STARTS": path,
+            }
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "django", "runtasks", "-v", "0", "--concurrency", "1"],
+                env=env,
+            )
+            try:
+                time.sleep(2)  # started and idle
+                samples = []
+                for _ in range(count):
+                    result = started_at.enqueue()  # autocommit: committed on return
+                    committed = time.time()
+                    if not select.select([reader], [], [], 10)[0]:
+                        raise RuntimeError("the benchmark task did not start within 10 s")
+                    # One short write per job: it arrives whole.
+                    started = float(os.read(reader, 64))
+                    samples.append((started - committed) * 1000)
+                    result.wait(timeout=10, interval=0.002)
+                    time.sleep(0.01)
+            finally:
+                worker.terminate()
+                worker.wait(timeout=30)
+                connection.close()
+                os.close(keeper)
+                os.close(reader)
         return samples
 
     def pickup_raw(self, count: int) -> tuple[list[float], list[float]]:
