@@ -1,3 +1,4 @@
+import os
 import time
 
 from django_dbtasks import task
@@ -10,5 +11,13 @@ def noop():
 
 @task()
 def started_at():
-    """Return when the task body started (wall clock, same host as the benchmark)."""
-    return time.time()
+    """Return when the task body started (wall clock, same host as the benchmark).
+
+    When the benchmark names a FIFO in DBTASKS_BENCH_STARTS, the time is also
+    written there, so that the benchmark waits on that pipe, not on queries.
+    """
+    now = time.time()
+    if path := os.environ.get("DBTASKS_BENCH_STARTS"):
+        with open(path, "w") as starts:
+            starts.write(f"{now}\n")
+    return now
