@@ -184,13 +184,14 @@ def test_sigterm_lets_the_running_job_finish(start_worker):
 def test_sigterm_after_grace_period_puts_the_job_back(start_worker):
     result = tasks.slow_first_run.enqueue(30)
     worker = start_worker("--grace-period", "0.5")
-    wait_until(lambda: Job.objects.filter(pk=result.id, status="RUNNING").exists())
+    # Its body runs: a claimed job not started yet would be put back without waiting.
+    wait_until(lambda: Execution.objects.filter(label="slow-first-started").exists())
     worker.signal(signal.SIGTERM)
 
     assert worker.wait(timeout=30) == 0, worker.output()
     job = Job.objects.get(pk=result.id)
     assert job.status == JobStatus.READY and job.attempts == 0 and job.lease_token is None
-    assert not Execution.objects.exists()
+    assert not Execution.objects.filter(label="slow-first").exists()
     assert 'event=released jobs=1 why="unfinished at stop"' in worker.output()
     # The line other tests look for to tell a grace period that ran out.
     assert 'event="grace period over" grace_period=0.5s' in worker.output()
@@ -203,9 +204,10 @@ def test_sigterm_after_grace_period_puts_the_job_back(start_worker):
 
 
 def test_second_signal_exits_at_once_and_loses_nothing(start_worker):
-    result = tasks.sleep_then_record.enqueue(30, "interrupted")
+    result = tasks.record_then_sleep.enqueue(30, "interrupted")
     worker = start_worker()
-    wait_until(lambda: Job.objects.filter(pk=result.id, status="RUNNING").exists())
+    # Its body runs (a job not started yet would let the first signal end the worker).
+    wait_until(lambda: Execution.objects.filter(label="interrupted-started").exists())
     started = time.monotonic()
     worker.signal(signal.SIGINT)
     time.sleep(0.3)

@@ -121,8 +121,13 @@ def sleep_and_report(context, seconds):
 
 @task(takes_context=True)
 def slow_first_run(context, seconds):
-    """Sleep only on the first run of the job: a rescued re-run finishes at once."""
+    """Sleep only on the first run of the job: a rescued re-run finishes at once.
+
+    The first run records ``slow-first-started`` before it sleeps, so a test can
+    tell a body that runs from a job that is claimed but not started yet.
+    """
     if len(context.task_result.worker_ids) == 1:
+        record("slow-first-started", context.task_result.id)
         time.sleep(seconds)
     record("slow-first", context.task_result.id)
     return context.task_result.worker_ids[-1]
