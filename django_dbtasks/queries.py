@@ -202,17 +202,8 @@ def _claimed(row: Any) -> ClaimedJob:
 # Claims and fencing
 
 
-#: Claim up to ``%(limit)s`` ready jobs: see ``claim``. ``{queues}`` and ``{crashes}``
-#: are filled in by ``_claim_sql``.
-CLAIM_POSTGRES = f"""WITH candidates AS MATERIALIZED (
-    SELECT id FROM {JOB}
-    WHERE status = 'READY' AND run_after <= now() AND backend = %(backend)s
-        AND {{queues}} AND {{crashes}}
-    ORDER BY priority DESC, run_after, id
-    LIMIT %(limit)s
-    FOR NO KEY UPDATE SKIP LOCKED
-), claimed AS (
-    UPDATE {JOB} AS job SET
+#: What a claim does to each row it takes (both PostgreSQL claims).
+_CLAIM_UPDATE_POSTGRES = f"""UPDATE {JOB} AS job SET
         status = 'RUNNING',
         attempts = attempts + 1,
         started_at = COALESCE(started_at, now()),
@@ -226,12 +217,86 @@ CLAIM_POSTGRES = f"""WITH candidates AS MATERIALIZED (
         progress_message = ''
     FROM candidates
     WHERE job.id = candidates.id
-    RETURNING job.*
-)
-SELECT json_agg(json_build_array(
+    RETURNING job.*"""
+
+#: The claimed rows as one JSON document (both PostgreSQL claims).
+_CLAIMED_DOCUMENT_POSTGRES = """SELECT json_agg(json_build_array(
     id, task_path, queue_name, priority, args::text, kwargs::text, attempts, max_attempts,
     lease_token, enqueued_at, started_at, worker_ids
 ))::text FROM claimed"""
+
+#: The queues a claim serves, as rows of ``queues(name)``: the worker's list...
+QUEUES_LISTED_POSTGRES = "SELECT unnest(%(queue)s::text[])"
+
+#: ...or (``QUEUES: []``) every queue that has a READY job, found by a loose
+#: index scan: one index probe per queue name, however many jobs each holds.
+QUEUES_ANY_POSTGRES = f"""(SELECT queue_name FROM {JOB}
+        WHERE backend = %(backend)s AND status = 'READY' ORDER BY queue_name LIMIT 1)
+    UNION ALL
+    SELECT (SELECT queue_name FROM {JOB}
+            WHERE backend = %(backend)s AND status = 'READY' AND queue_name > walk.name
+            ORDER BY queue_name LIMIT 1)
+    FROM queues_walk AS walk WHERE walk.name IS NOT NULL"""
+
+#: Claim up to ``%(limit)s`` ready jobs: see ``claim``. ``{queues}`` is one of
+#: the two statements above, filled in by ``_claim_sql``.
+#:
+#: ``lanes`` walks ``dbtasks_job_ready`` (``backend, queue_name, priority DESC,
+#: run_after, id``) loosely: one probe per (queue, priority) that holds a READY
+#: job. ``candidates`` then takes the priorities from the highest down; at each,
+#: it reads every queue's due rows in order, ``run_after <= now()`` being a
+#: range of the index there, so a scan ends at the first job not due yet. Rows
+#: are locked as they are read (``SKIP LOCKED`` passes other workers' rows and
+#: reads on), and the outer LIMIT stops at the priority that fills the batch.
+CLAIM_POSTGRES = f"""WITH RECURSIVE queues_walk(name) AS (
+    {{queues}}
+), queues AS (
+    SELECT name FROM queues_walk WHERE name IS NOT NULL
+), lanes(queue_name, priority) AS (
+    SELECT queues.name, (SELECT priority FROM {JOB}
+            WHERE backend = %(backend)s AND status = 'READY' AND queue_name = queues.name
+            ORDER BY priority DESC LIMIT 1)
+    FROM queues
+    UNION ALL
+    SELECT lane.queue_name, (SELECT priority FROM {JOB}
+            WHERE backend = %(backend)s AND status = 'READY' AND queue_name = lane.queue_name
+                AND priority < lane.priority
+            ORDER BY priority DESC LIMIT 1)
+    FROM lanes AS lane WHERE lane.priority IS NOT NULL
+), levels AS (
+    SELECT DISTINCT priority FROM lanes WHERE priority IS NOT NULL ORDER BY priority DESC
+), candidates AS MATERIALIZED (
+    SELECT picked.id FROM levels CROSS JOIN LATERAL (
+        SELECT due.id FROM queues CROSS JOIN LATERAL (
+            SELECT id, run_after FROM {JOB}
+            WHERE backend = %(backend)s AND status = 'READY' AND queue_name = queues.name
+                AND priority = levels.priority AND run_after <= now() AND crashes = 0
+            ORDER BY run_after, id
+            LIMIT %(limit)s
+            FOR NO KEY UPDATE SKIP LOCKED
+        ) AS due
+        ORDER BY due.run_after, due.id
+        LIMIT %(limit)s
+    ) AS picked
+    LIMIT %(limit)s
+), claimed AS (
+    {_CLAIM_UPDATE_POSTGRES}
+)
+{_CLAIMED_DOCUMENT_POSTGRES}"""
+
+#: Claim one suspect (``crashes > 0``): the small index ``dbtasks_job_suspect``
+#: holds only them, in claim order, so a plain ordered scan is exact and cheap.
+CLAIM_SUSPECT_POSTGRES = f"""WITH candidates AS MATERIALIZED (
+    SELECT id FROM {JOB}
+    WHERE status = 'READY' AND crashes > 0 AND run_after <= now() AND backend = %(backend)s
+        AND {{queues}}
+    ORDER BY priority DESC, run_after, id
+    LIMIT %(limit)s
+    FOR NO KEY UPDATE SKIP LOCKED
+), claimed AS (
+    {_CLAIM_UPDATE_POSTGRES}
+)
+{_CLAIMED_DOCUMENT_POSTGRES}"""
 
 CLAIM_SQLITE = f"""UPDATE {JOB} SET
     status = 'RUNNING',
@@ -249,23 +314,34 @@ CLAIM_SQLITE = f"""UPDATE {JOB} SET
     progress = NULL,
     progress_message = ''
 WHERE id IN (
-    SELECT id FROM {JOB}
-    WHERE status = 'READY' AND run_after <= {SQLITE_NOW} AND backend = %(backend)s
-        AND {{queues}} AND {{crashes}}
-    ORDER BY priority DESC, run_after, id
-    LIMIT %(limit)s
+    SELECT id FROM ({{lanes}}) ORDER BY priority DESC, run_after, id LIMIT %(limit)s
 )
 RETURNING id, task_path, queue_name, priority, args, kwargs, attempts, max_attempts,
     lease_token, enqueued_at, started_at, worker_ids"""
+
+#: One queue's part of the SQLite claim (``{{queue}}``: its name's condition).
+#: Each queue is read on its own, in the ready index's order, so no queue's
+#: backlog is read for another; the lanes are merged by ``CLAIM_SQLITE``.
+CLAIM_LANE_SQLITE = f"""SELECT * FROM (SELECT id, priority, run_after FROM {JOB}
+        WHERE backend = %(backend)s AND status = 'READY' AND {{queue}}
+            AND run_after <= {SQLITE_NOW} AND {{crashes}}
+        ORDER BY priority DESC, run_after, id LIMIT %(limit)s)"""
 
 
 @functools.lru_cache(maxsize=64)
 def _claim_sql(postgres: bool, queues: int, suspects: bool) -> str:
     """The claim of ``queues`` queues (0: every queue, ``QUEUES: []``), of suspects or not."""
-    return (CLAIM_POSTGRES if postgres else CLAIM_SQLITE).format(
-        queues=_in(postgres, "queue_name", "queue", queues) if queues else "1 = 1",
-        crashes="crashes > 0" if suspects else "crashes = 0",
-    )
+    if postgres and suspects:
+        listed = _in(postgres, "queue_name", "queue", queues) if queues else "1 = 1"
+        return CLAIM_SUSPECT_POSTGRES.format(queues=listed)
+    if postgres:
+        return CLAIM_POSTGRES.format(
+            queues=QUEUES_LISTED_POSTGRES if queues else QUEUES_ANY_POSTGRES
+        )
+    crashes = "crashes > 0" if suspects else "crashes = 0"
+    names = [f"queue_name = %(queue_{i})s" for i in range(queues)] or ["1 = 1"]
+    lanes = (CLAIM_LANE_SQLITE.format(queue=name, crashes=crashes) for name in names)
+    return CLAIM_SQLITE.format(lanes=" UNION ALL ".join(lanes))
 
 
 def claim(
@@ -288,7 +364,8 @@ def claim(
     SKIP LOCKED`` in a ``MATERIALIZED`` CTE (so the planner cannot turn the
     LIMIT into a nested loop that locks more rows), and marked RUNNING by the
     same statement, so two workers never claim one job and never wait on each
-    other. The CTE walks the partial index ``dbtasks_job_ready`` in order.
+    other. The CTE reads the partial index ``dbtasks_job_ready`` per queue
+    and per priority (see ``CLAIM_POSTGRES``): only rows it may return.
     SQLite: one ``UPDATE ... RETURNING`` statement takes the database's write
     lock before it reads, so concurrent worker processes on one file are
     serialised by SQLite itself.
