@@ -669,6 +669,7 @@ def main() -> None:
             "raw claim+complete, 100/txn, 1 proc": lambda: bench.raw_process(1, 100),
             "runtasks --concurrency 1, 1 proc": lambda: bench.process(1, 1),
             "runtasks --concurrency 2, 1 proc": lambda: bench.process(1, 2),
+            "runtasks --concurrency 4, 1 proc": lambda: bench.process(1, 4),
             **beside(
                 {
                     "pgqueuer --batch-size 10 (default), 1 proc": lambda: peer.drain(1, 10),
@@ -737,7 +738,7 @@ def main() -> None:
                         "enqueue(), one by one, no prepared statements",
                         "raw INSERT, one per transaction",
                     ),
-                    0.80,
+                    0.60,
                     True,
                 )
             }
@@ -749,14 +750,24 @@ def main() -> None:
             0.60,
             True,
         ),
+        "enqueue_many() / raw multi-row INSERT": (
+            ratio("enqueue_many(), 1,000 per call", "raw multi-row INSERT, 1,000 per transaction"),
+            0.40,
+            True,
+        ),
         "1 proc / raw 100/txn 1 proc": (
             ratio("runtasks --concurrency 1, 1 proc", "raw claim+complete, 100/txn, 1 proc"),
-            0.25,
+            0.35,
             True,
         ),
         "2 proc / raw 100/txn 2 proc": (
             ratio("runtasks --concurrency 1, 2 proc", "raw claim+complete, 100/txn, 2 proc"),
-            0.30,
+            0.40,
+            True,
+        ),
+        "--concurrency 4 / --concurrency 1 (1 proc)": (
+            ratio("runtasks --concurrency 4, 1 proc", "runtasks --concurrency 1, 1 proc"),
+            1.0,
             True,
         ),
         "large table / empty table (2 proc)": (

@@ -217,7 +217,9 @@ _CLAIM_UPDATE_POSTGRES = f"""UPDATE {JOB} AS job SET
         progress_message = ''
     FROM candidates
     WHERE job.id = candidates.id
-    RETURNING job.*"""
+    RETURNING job.id, job.task_path, job.queue_name, job.priority, job.args, job.kwargs,
+        job.attempts, job.max_attempts, job.lease_token, job.enqueued_at, job.started_at,
+        job.worker_ids"""
 
 #: The claimed rows as one JSON document (both PostgreSQL claims).
 _CLAIMED_DOCUMENT_POSTGRES = """SELECT json_agg(json_build_array(
