@@ -71,7 +71,8 @@ def _literal(sql: str) -> object:
 
 STATEMENTS = {
     "postgres": queries._insert_sql(True, 1, ""),
-    "postgres, in bulk": queries._insert_sql(True, 0, ""),
+    "postgres, in bulk": queries.INSERT_BATCH_POSTGRES,
+    "sqlite, in bulk": queries.INSERT_BATCH_SQLITE,
     "sqlite": queries._insert_sql(False, 1, ""),
     "sqlite, two rows": queries._insert_sql(False, 2, ""),
 }
