@@ -144,6 +144,28 @@ def test_a_row_inserted_by_sql_equals_one_saved_by_the_orm(calls):
 
 
 @pytest.mark.django_db
+def test_a_row_inserted_in_a_batch_equals_one_saved_by_the_orm():
+    reference = Job.objects.create(task_path=NOOP, args=[1, "a"], kwargs={"k": [2]})
+    reference.refresh_from_db()
+    inserted = queries.insert_batch(
+        connection,
+        backend="default",
+        task_path=NOOP,
+        queue_name="default",
+        priority=0,
+        max_attempts=1,
+        run_after=None,
+        calls='[[[1, "a"], {"k": [2]}], [[1, "a"], {"k": [2]}]]',
+    )
+    assert len(inserted) == 2 and inserted[0][0] < inserted[1][0]
+    for job_id, enqueued_at in inserted:
+        row = Job.objects.get(pk=job_id)
+        _compare(row, reference, skip=set())
+        assert row.enqueued_at == enqueued_at is not None
+        assert row.run_after == row.enqueued_at  # never deferred: the result tells None
+
+
+@pytest.mark.django_db
 def test_a_unique_job_and_a_fire_write_their_columns_and_nothing_else():
     schedule = Schedule.objects.create(name="s", task_path=NOOP, cron="* * * * *")
     moment = timezone.now().replace(microsecond=0)
