@@ -909,19 +909,6 @@ INSERT_ROW_POSTGRES = """(
     'READY', 0, 0, '[]', '[]', ''
 )"""
 
-#: Plain jobs in bulk on PostgreSQL: one row per element of two array parameters,
-#: which bind far quicker than a VALUES list (see ``INSERT_POSTGRES``).
-INSERT_MANY_POSTGRES = f"""INSERT INTO {JOB} (
-    backend, task_path, queue_name, priority, max_attempts, run_after, args, kwargs,
-    status, attempts, crashes, errors, worker_ids, claimed_by
-)
-SELECT
-    %(backend)s, %(task_path)s, %(queue_name)s, %(priority)s, %(max_attempts)s,
-    COALESCE(%(run_after)s, statement_timestamp()), call.args, call.kwargs,
-    'READY', 0, 0, '[]', '[]', ''
-FROM unnest(%(args)s::jsonb[], %(kwargs)s::jsonb[]) AS call(args, kwargs)
-RETURNING id, enqueued_at"""
-
 INSERT_SQLITE = f"""INSERT INTO {JOB} (
     backend, task_path, queue_name, priority, max_attempts, run_after, args, kwargs,
     unique_key, schedule_id, scheduled_for,
@@ -954,11 +941,47 @@ ON CONFLICT (schedule_id, scheduled_for)
     DO NOTHING"""
 
 
+#: Plain jobs in bulk (``enqueue_many()``): one row per element of ``%(calls)s``, one
+#: JSON document ``[[args, kwargs], ...]`` (``serialization.encode_calls``). One text
+#: parameter binds far quicker than a VALUES list or two arrays of a thousand
+#: elements, and Python encodes it in one call. Rows are inserted in the document's
+#: order (``ORDER BY``), so their ids grow in that order; ``insert_batch`` matches
+#: them to the calls by id. ``enqueued_at`` comes back as text, in UTC: Django's
+#: loader of a timestamptz is Python, two microseconds a row, and the rows of one
+#: statement share one time, which ``insert_batch`` parses once.
+INSERT_BATCH_POSTGRES = f"""INSERT INTO {JOB} (
+    backend, task_path, queue_name, priority, max_attempts, run_after, args, kwargs,
+    status, attempts, crashes, errors, worker_ids, claimed_by
+)
+SELECT
+    %(backend)s, %(task_path)s, %(queue_name)s, %(priority)s, %(max_attempts)s,
+    COALESCE(%(run_after)s, statement_timestamp()), call.pair -> 0, call.pair -> 1,
+    'READY', 0, 0, '[]', '[]', ''
+FROM jsonb_array_elements(%(calls)s::jsonb) WITH ORDINALITY AS call(pair, n)
+ORDER BY call.n
+RETURNING id, (enqueued_at AT TIME ZONE 'UTC')::text"""
+
+#: ``INSERT_BATCH_POSTGRES`` on SQLite. ``json_extract`` gives an array or object as
+#: its JSON text, without the encoder's spaces (the values read back are the same).
+INSERT_BATCH_SQLITE = f"""INSERT INTO {JOB} (
+    backend, task_path, queue_name, priority, max_attempts, run_after, args, kwargs,
+    status, attempts, crashes, errors, worker_ids, claimed_by
+)
+SELECT
+    %(backend)s, %(task_path)s, %(queue_name)s, %(priority)s, %(max_attempts)s,
+    COALESCE(%(run_after)s, {SQLITE_NOW}), call.args, call.kwargs,
+    'READY', 0, 0, '[]', '[]', ''
+FROM (
+    SELECT json_extract(value, '$[0]') AS args, json_extract(value, '$[1]') AS kwargs, key
+    FROM json_each(%(calls)s)
+) AS call
+ORDER BY call.key
+RETURNING id, enqueued_at"""
+
+
 @functools.lru_cache(maxsize=64)
 def _insert_sql(postgres: bool, rows: int, conflict: str) -> str:
-    """The INSERT of ``rows`` calls; ``rows=0`` is ``INSERT_MANY_POSTGRES``."""
-    if rows == 0:
-        return INSERT_MANY_POSTGRES
+    """The INSERT of ``rows`` calls."""
     template, row = (
         (INSERT_POSTGRES, INSERT_ROW_POSTGRES) if postgres else (INSERT_SQLITE, INSERT_ROW_SQLITE)
     )
@@ -1016,18 +1039,59 @@ def insert_jobs(
         "schedule_id": schedule_id,
         "scheduled_for": None if scheduled_for is None else adapt(scheduled_for),
     }
-    if postgres and len(calls) > 1:
-        sql = _insert_sql(postgres, 0, "")
-        params["args"] = [args for args, _ in calls]
-        params["kwargs"] = [kwargs for _, kwargs in calls]
-    else:
-        sql = _insert_sql(postgres, len(calls), conflict)
-        for i, (args, kwargs) in enumerate(calls):
-            params[f"args_{i}"] = args
-            params[f"kwargs_{i}"] = kwargs
+    sql = _insert_sql(postgres, len(calls), conflict)
+    for i, (args, kwargs) in enumerate(calls):
+        params[f"args_{i}"] = args
+        params[f"kwargs_{i}"] = kwargs
     with insert_cursor(connection) as cursor:
         cursor.execute(sql, params)
         return [(row[0], _when(row[1])) for row in cursor.fetchall()]
+
+
+def insert_batch(
+    connection: BaseDatabaseWrapper,
+    *,
+    backend: str,
+    task_path: str,
+    queue_name: str,
+    priority: int,
+    max_attempts: int,
+    run_after: datetime | None,
+    calls: str,
+) -> list[tuple[int, datetime | None]]:
+    """Insert one READY job per element of ``calls``, a JSON ``[[args, kwargs], ...]``.
+
+    ``enqueue_many()``'s INSERT, in one statement: the jobs of ``insert_jobs``
+    without a unique key or a fire (a plain job conflicts with nothing), their
+    arguments in one parameter. Returns ``(id, enqueued_at)`` per call, in
+    the document's order. Runs in the caller's transaction.
+    """
+    adapt = connection.ops.adapt_datetimefield_value
+    params = {
+        "backend": backend,
+        "task_path": task_path,
+        "queue_name": queue_name,
+        "priority": priority,
+        "max_attempts": max_attempts,
+        "run_after": None if run_after is None else adapt(run_after),
+        "calls": calls,
+    }
+    sql = INSERT_BATCH_POSTGRES if _postgres(connection) else INSERT_BATCH_SQLITE
+    with insert_cursor(connection) as cursor:
+        cursor.execute(sql, params)
+        return _inserted(cursor.fetchall())
+
+
+def _inserted(rows: list[Any]) -> list[tuple[int, datetime | None]]:
+    """``(id, enqueued_at)`` of the rows of a batch, in id order (the document's order,
+    whatever order RETURNING gave), each distinct time (text) parsed once."""
+    rows.sort()
+    inserted, text, when = [], None, None
+    for job_id, value in rows:
+        if value != text:
+            text, when = value, _when(value)
+        inserted.append((job_id, when))
+    return inserted
 
 
 # Operators

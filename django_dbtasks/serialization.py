@@ -103,11 +103,12 @@ def _may_be_unstorable(encoded: str) -> bool:
     each level of nesting costs a bracket, so the precise walk runs only on
     text that has one of these (an emoji, say), not on every job.
     """
-    return (
-        "\\u0000" in encoded
-        or "\\ud" in encoded
-        or encoded.count("[") + encoded.count("{") > MAX_NESTING
-    )
+    return _has_escape(encoded) or encoded.count("[") + encoded.count("{") > MAX_NESTING
+
+
+def _has_escape(encoded: str) -> bool:
+    """Whether JSON text has the escape of a NUL or of a surrogate (an emoji, say)."""
+    return "\\u0000" in encoded or "\\ud" in encoded
 
 
 def find_unstorable(value: Any) -> tuple[str, str] | None:
@@ -225,6 +226,48 @@ def encode_arguments(task_path: str, args: list[Any], kwargs: dict[str, Any]) ->
     if any(_may_be_unstorable(text) or "{" in text[1:] for text in encoded):
         check_arguments(task_path, args, kwargs)
     return encoded
+
+
+def encode_calls(task_path: str, calls: list[tuple[list[Any], dict[str, Any]]]) -> str:
+    """Return a batch of calls as one JSON document, ``[[args, kwargs], ...]``.
+
+    One encoder call per batch, where ``encode_arguments`` is two per job:
+    ``enqueue_many()`` then writes the batch as one parameter. The document
+    is refused for exactly what ``encode_arguments`` refuses, with the same
+    message: when the encoder fails, or the text shows a sign of what it lets
+    through (see ``_calls_may_be_unstorable``), each call goes through
+    ``encode_arguments`` in turn, and the first bad one is named.
+    """
+    try:
+        document = _encode(calls)
+    except (TypeError, ValueError, RecursionError):
+        document = None
+    if document is None or _calls_may_be_unstorable(document, len(calls)):
+        encoded = [encode_arguments(task_path, args, kwargs) for args, kwargs in calls]
+        document = "[" + ", ".join(f"[{args}, {kwargs}]" for args, kwargs in encoded) + "]"
+    return document
+
+
+def _calls_may_be_unstorable(document: str, calls: int) -> bool:
+    """``_may_be_unstorable`` for the document of ``calls`` calls.
+
+    The document's own brackets are one ``[`` around it and three per call
+    (the pair, its args, its kwargs). Any other ``{`` is a dict whose keys the
+    encoder may have turned into text; fewer than ``MAX_NESTING`` other
+    brackets in all cannot nest any call too deep.
+    """
+    objects = document.count("{")
+    others = objects + document.count("[") - 1 - 3 * calls
+    return _has_escape(document) or objects > calls or others >= MAX_NESTING
+
+
+def holds_containers(document: str, calls: int) -> bool:
+    """Whether a call in the document of ``encode_calls`` may hold a list or a dict.
+
+    False means none does (each argument is a str, a number, a bool or None);
+    True may be a string with a bracket in it.
+    """
+    return document.count("[") + document.count("{") > 1 + 3 * calls
 
 
 def dumps_return_value(value: Any, max_bytes: int) -> str:

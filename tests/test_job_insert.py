@@ -71,7 +71,8 @@ def _literal(sql: str) -> object:
 
 STATEMENTS = {
     "postgres": queries._insert_sql(True, 1, ""),
-    "postgres, in bulk": queries._insert_sql(True, 0, ""),
+    "postgres, in bulk": queries.INSERT_BATCH_POSTGRES,
+    "sqlite, in bulk": queries.INSERT_BATCH_SQLITE,
     "sqlite": queries._insert_sql(False, 1, ""),
     "sqlite, two rows": queries._insert_sql(False, 2, ""),
 }
@@ -135,6 +136,28 @@ def test_a_row_inserted_by_sql_equals_one_saved_by_the_orm(calls):
     reference.refresh_from_db()
     inserted = _insert(calls=[("[]", "{}")] * calls)
     assert len(inserted) == calls
+    for job_id, enqueued_at in inserted:
+        row = Job.objects.get(pk=job_id)
+        _compare(row, reference, skip=set())
+        assert row.enqueued_at == enqueued_at is not None
+        assert row.run_after == row.enqueued_at  # never deferred: the result tells None
+
+
+@pytest.mark.django_db
+def test_a_row_inserted_in_a_batch_equals_one_saved_by_the_orm():
+    reference = Job.objects.create(task_path=NOOP, args=[1, "a"], kwargs={"k": [2]})
+    reference.refresh_from_db()
+    inserted = queries.insert_batch(
+        connection,
+        backend="default",
+        task_path=NOOP,
+        queue_name="default",
+        priority=0,
+        max_attempts=1,
+        run_after=None,
+        calls='[[[1, "a"], {"k": [2]}], [[1, "a"], {"k": [2]}]]',
+    )
+    assert len(inserted) == 2 and inserted[0][0] < inserted[1][0]
     for job_id, enqueued_at in inserted:
         row = Job.objects.get(pk=job_id)
         _compare(row, reference, skip=set())
