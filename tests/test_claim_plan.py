@@ -13,7 +13,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -29,8 +29,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 READY_INDEX = "dbtasks_job_ready"
 
 
-def _claim_plan(queues: list[str], limit: int, expect: int) -> dict:
-    """EXPLAIN (ANALYZE) of the real claim statement, inside a rolled-back transaction."""
+def _claim_plans(queues: list[str], limit: int, expect: int) -> list[dict]:
+    """EXPLAIN (ANALYZE) of each statement of a real claim, in a rolled-back transaction.
+
+    A one-queue claim runs ``CLAIM_TOP_PRIORITY_POSTGRES`` and, when that falls
+    short with lower priorities waiting, ``CLAIM_POSTGRES``: every statement
+    the claim ran is returned, and the tests count what they read together.
+    """
     found: list[dict] = []
 
     def explain_claim(execute, sql, params, many, context):
@@ -45,7 +50,7 @@ def _claim_plan(queues: list[str], limit: int, expect: int) -> dict:
         claimed = queries.claim(connection, queues, limit, "explain", 30.0)
         transaction.set_rollback(True)
     assert len(claimed) == expect
-    return found[0]
+    return found
 
 
 def _fill(
@@ -73,19 +78,20 @@ def _analyze() -> None:
         cursor.execute(f"ANALYZE {queries.JOB}")
 
 
-def _assert_reads_what_it_returns(plan: dict, claimed: int, lanes: int) -> None:
+def _assert_reads_what_it_returns(found: list[dict], claimed: int, lanes: int) -> None:
     """The ready index was read for about what was claimed, plus one probe per lane,
     and the table itself was never scanned."""
-    nodes = list(plans.nodes(plan))
-    assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], json.dumps(plan, indent=1)
-    assert plans.uses_index(plan, READY_INDEX), json.dumps(plan, indent=1)
-    read = plans.index_rows_read(plan, READY_INDEX)
-    assert read <= 3 * claimed + 4 * lanes, (read, json.dumps(plan, indent=1))
+    shown = json.dumps(found, indent=1)
+    nodes = [node for plan in found for node in plans.nodes(plan)]
+    assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], shown
+    assert all(plans.uses_index(plan, READY_INDEX) for plan in found), shown
+    read = sum(plans.index_rows_read(plan, READY_INDEX) for plan in found)
+    assert read <= 3 * claimed + 4 * lanes, (read, shown)
     # Entries an index condition passes over are counted only in the pages read.
-    blocks = plans.index_blocks_read(plan, READY_INDEX)
-    assert blocks <= 3 * claimed + 6 * lanes, (blocks, json.dumps(plan, indent=1))
-    [update] = [n for n in nodes if n["Node Type"] == "ModifyTable"]
-    assert update["Actual Rows"] == claimed
+    blocks = sum(plans.index_blocks_read(plan, READY_INDEX) for plan in found)
+    assert blocks <= 3 * claimed + 6 * lanes, (blocks, shown)
+    updates = [n for n in nodes if n["Node Type"] == "ModifyTable"]
+    assert sum(update["Actual Rows"] for update in updates) == claimed
 
 
 @postgres_only
@@ -94,10 +100,10 @@ def test_a_claim_reads_no_finished_rows():
     _fill(100_000, priority="(g %% 5) - 2")
     _analyze()
 
-    plan = _claim_plan(["default"], limit=50, expect=50)
+    found = _claim_plans(["default"], limit=50, expect=50)
 
     # Five priorities: five lanes probed, one of which fills the batch.
-    _assert_reads_what_it_returns(plan, claimed=50, lanes=5)
+    _assert_reads_what_it_returns(found, claimed=50, lanes=5)
 
 
 @pytest.mark.slow
@@ -107,9 +113,9 @@ def test_a_claim_for_one_queue_reads_no_other_queues_backlog():
     _fill(100, queue="emails")
     _analyze()
 
-    plan = _claim_plan(["emails"], limit=10, expect=10)
+    found = _claim_plans(["emails"], limit=10, expect=10)
 
-    _assert_reads_what_it_returns(plan, claimed=10, lanes=1)
+    _assert_reads_what_it_returns(found, claimed=10, lanes=1)
 
 
 @pytest.mark.slow
@@ -120,9 +126,24 @@ def test_a_claim_reads_no_jobs_deferred_into_the_future():
     _analyze()
 
     # A batch larger than what is due: the scan ends at the first job not due yet.
-    plan = _claim_plan(["default"], limit=100, expect=10)
+    found = _claim_plans(["default"], limit=100, expect=10)
 
-    _assert_reads_what_it_returns(plan, claimed=10, lanes=1)
+    _assert_reads_what_it_returns(found, claimed=10, lanes=1)
+
+
+@pytest.mark.slow
+@postgres_only
+def test_a_claim_below_the_top_priority_reads_no_deferred_jobs_either():
+    _fill(1_000_000, run_after="now() + interval '1 day'")
+    _fill(10, priority="5")
+    _fill(10, priority="-5")
+    _analyze()
+
+    # The top priority's 10, then (the batch not full) the loose scan for the rest.
+    found = _claim_plans(["default"], limit=100, expect=20)
+
+    assert len(found) == 2
+    _assert_reads_what_it_returns(found, claimed=20, lanes=3)
 
 
 @pytest.mark.slow
@@ -133,9 +154,9 @@ def test_a_claim_of_every_queue_walks_queue_names_not_jobs():
         _fill(5, queue=name)
     _analyze()
 
-    plan = _claim_plan([], limit=100, expect=15)
+    found = _claim_plans([], limit=100, expect=15)
 
-    _assert_reads_what_it_returns(plan, claimed=15, lanes=4)
+    _assert_reads_what_it_returns(found, claimed=15, lanes=4)
 
 
 # The claim order, on both databases
@@ -190,3 +211,46 @@ def test_a_claim_takes_exactly_the_first_due_jobs_in_claim_order(rows, queues, l
     assert all(
         job.status == "RUNNING" for job in Job.objects.filter(pk__in=[j.id for j in claimed])
     )
+
+
+# A one-queue claim in two statements
+
+
+def _jobs_at(priority: int, count: int) -> list[int]:
+    return [
+        job.pk
+        for job in Job.objects.bulk_create(
+            Job(task_path="tests.testapp.tasks.noop", priority=priority) for _ in range(count)
+        )
+    ]
+
+
+def _failing_second_claim(execute, sql, params, many, context):
+    if sql.startswith("WITH RECURSIVE"):
+        raise OperationalError("the server closed the connection unexpectedly")
+    return execute(sql, params, many, context)
+
+
+@postgres_only
+def test_a_failed_claim_of_lower_priorities_returns_the_jobs_already_claimed():
+    top, lower = _jobs_at(5, 3), _jobs_at(0, 3)
+
+    with connection.execute_wrapper(_failing_second_claim):
+        claimed = queries.claim(connection, ["default"], 10, "w1", 30.0)
+
+    # Committed by the first statement: this worker runs them, none is left behind.
+    assert sorted(job.id for job in claimed) == top
+    assert set(Job.objects.filter(status="RUNNING").values_list("pk", flat=True)) == set(top)
+    assert all(job.claimed_by == "w1" for job in Job.objects.filter(pk__in=top))
+    assert set(Job.objects.filter(status="READY").values_list("pk", flat=True)) == set(lower)
+
+
+@postgres_only
+def test_a_failed_claim_of_lower_priorities_inside_a_turn_rolls_back_the_whole_claim():
+    _jobs_at(5, 3), _jobs_at(0, 3)
+
+    with pytest.raises(OperationalError), transaction.atomic():
+        with connection.execute_wrapper(_failing_second_claim):
+            queries.claim(connection, ["default"], 10, "w1", 30.0)
+
+    assert Job.objects.filter(status="READY").count() == 6
