@@ -197,15 +197,21 @@ class DatabaseBackend(BaseTaskBackend):
         """
         return queries.insert_jobs(
             connections[self.database],
-            backend=self.alias,
-            task_path=task.module_path,
-            queue_name=task.queue_name,
-            priority=task.priority,
-            max_attempts=getattr(task, "max_attempts", 1),
-            run_after=task.run_after,
+            **self._job_columns(task),
             calls=calls,
             unique_key=unique_key,
         )
+
+    def _job_columns(self, task: Task) -> dict[str, Any]:
+        """The columns every job of ``task`` shares, as both insert statements take them."""
+        return {
+            "backend": self.alias,
+            "task_path": task.module_path,
+            "queue_name": task.queue_name,
+            "priority": task.priority,
+            "max_attempts": getattr(task, "max_attempts", 1),
+            "run_after": task.run_after,
+        }
 
     def _is_unique(self, task: Task) -> bool:
         return isinstance(task, DbTask) and task.unique is not None and task.unique is not False
@@ -293,14 +299,7 @@ class DatabaseBackend(BaseTaskBackend):
     def _insert_batch(self, task: Task, calls: str) -> list[tuple[int, datetime | None]]:
         """Insert the jobs of ``task`` whose calls are the JSON document ``calls``."""
         return queries.insert_batch(
-            connections[self.database],
-            backend=self.alias,
-            task_path=task.module_path,
-            queue_name=task.queue_name,
-            priority=task.priority,
-            max_attempts=getattr(task, "max_attempts", 1),
-            run_after=task.run_after,
-            calls=calls,
+            connections[self.database], **self._job_columns(task), calls=calls
         )
 
     def _new_result(
