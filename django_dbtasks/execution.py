@@ -2,8 +2,9 @@
 
 This runs inside a pool child process (see ``pool.py``); it never touches
 the job table, so the parent alone decides what an outcome means. Django's
-``task_started`` is sent here, where the task runs (``task_finished`` is sent
-by the worker once the outcome is written: only then is the status known). Whatever
+``task_started`` is sent here, where the task runs; ``task_finished`` is
+sent in the same process once the parent has written the outcome (only then
+is the status known: see ``announcing.py``). Whatever
 the task does (returns, raises, even ``SystemExit``), the outcome holds only
 text the job table can store, so writing it can fail for no other job.
 """
@@ -108,6 +109,11 @@ def _call(task: DbTask, job: ClaimedJob, result: DbTaskResult) -> str:
 
 
 def run(job: ClaimedJob) -> Outcome:
+    """Call the job's task and describe what happened (see ``attempt``)."""
+    return attempt(job)[0]
+
+
+def attempt(job: ClaimedJob) -> tuple[Outcome, DbTaskResult | None]:
     """Call the job's task; anything it raises becomes a failed outcome with its traceback.
 
     ``BaseException`` too: ``sys.exit()`` or ``KeyboardInterrupt`` raised by
@@ -115,31 +121,36 @@ def run(job: ClaimedJob) -> Outcome:
     backends, and the pool process goes on. Before the call, the job's
     ``TaskResult`` is built (the task's context holds it) and ``task_started``
     sent; a job whose result Django cannot build fails without running.
+    Returns the outcome and that result (None if it was never built), which
+    ``task_finished`` carries once the outcome is written.
     """
     started = time.monotonic()
+    result = None
     try:
         task = _task(job)
         try:
             result = running_result(task, job)
         except Exception as exc:
-            return failed(job.id, exc, "The job's TaskResult could not be built")
+            return failed(job.id, exc, "The job's TaskResult could not be built"), None
         _announce(task, job, result)
         encoded = _call(task, job, result)
     except BaseException as exc:
         ended = time.monotonic()
         error = describe_exception(exc)
-        return Outcome(
+        outcome = Outcome(
             job_id=job.id,
             succeeded=False,
             error=error,
             duration=ended - started,
             finished_at=ended,
         )
+        return outcome, result
     ended = time.monotonic()
-    return Outcome(
+    outcome = Outcome(
         job_id=job.id,
         succeeded=True,
         return_value_json=encoded,
         duration=ended - started,
         finished_at=ended,
     )
+    return outcome, result

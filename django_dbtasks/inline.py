@@ -64,6 +64,13 @@ class InlinePool:
     def next_deadline(self) -> float | None:
         return None
 
+    def announce(self, written: list[tuple[Finished, str | None]]) -> list[tuple[Finished, str]]:
+        """Jobs ran here: the worker sends each ``task_finished`` itself."""
+        return [(item, status) for item, status in written if status is not None]
+
+    def take_unannounced(self) -> list[tuple[Finished, str]]:
+        return []
+
     def drop_backlog(self) -> None:
         pass
 

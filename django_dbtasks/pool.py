@@ -44,7 +44,7 @@ from typing import Any
 
 from django.db import close_old_connections
 
-from . import execution
+from . import announcing, execution
 from .claimed import ClaimedJob
 from .errors import error_entry
 from .exceptions import JobTimedOut, WorkerCrashed
@@ -72,6 +72,32 @@ class Retiring:
     """The child reached a recycling limit and exits; its later jobs never started."""
 
     job_id: int  # the last job it ran
+
+
+@dataclass(frozen=True)
+class Announce:
+    """Parent to child: these jobs' outcomes are written, with these statuses
+    (None: discarded, the lease was lost); send their ``task_finished``."""
+
+    seq: int  # numbers the announcements to one child: 1, 2, ...
+    jobs: list[tuple[int, str | None]]
+
+
+@dataclass(frozen=True)
+class Announced:
+    """Child to parent: announcement ``seq`` is sent (the earlier ones were, or were
+    taken back)."""
+
+    seq: int
+
+
+#: Seconds a pool process has to send the ``task_finished`` of its written outcomes.
+#: Past that (it runs a long job that came after them) the parent takes the
+#: announcement back and sends them itself: see ``Pool.announce``.
+ANNOUNCE_WITHIN = 1.0
+#: The two slots of a child's ``tickets``: the last announcement the child took,
+#: the last one the parent took back. Each side writes only its own, under the lock.
+TAKEN, REVOKED = 0, 1
 
 
 @dataclass(frozen=True)
@@ -106,8 +132,9 @@ def _child_main(
     parent_pid: int,
     siblings: list[Connection],
     limits: Limits,
+    tickets: Any,
 ) -> None:
-    """Receive chunks of jobs, run them one by one, send back one outcome each."""
+    """The pool process: run the jobs it receives, one by one, and report each."""
     _die_with_parent(parent_pid)
     # The parent's ends of the other children's pipes: held here, they would keep
     # a sibling from seeing EOF when the parent is gone.
@@ -119,42 +146,109 @@ def _child_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.set_wakeup_fd(-1)
-    my_pid = os.getpid()
-    done = 0
-    while True:
-        try:
-            while not conn.poll(PARENT_CHECK_INTERVAL):
-                if os.getppid() != parent_pid:
+    _PoolProcess(conn, stopping, parent_pid, limits, tickets).serve()
+
+
+class _PoolProcess:
+    """The loop of one pool process (it runs there, never in the worker's main process).
+
+    Before each job it reads every message waiting: chunks of jobs (queued
+    here in order) and announcements (the statuses of its jobs whose
+    outcomes the parent has written: it sends their ``task_finished``).
+    """
+
+    def __init__(
+        self, conn: Connection, stopping: Event, parent_pid: int, limits: Limits, tickets: Any
+    ) -> None:
+        self.conn = conn
+        self.stopping = stopping
+        self.parent_pid = parent_pid
+        self.limits = limits
+        self.tickets = tickets
+        self.pid = os.getpid()
+        self.done = 0
+        self.queued: deque[Any] = deque()  # received, not started: ClaimedJob or (id, bytes)
+        #: Jobs whose outcome was sent, until the parent says it is written (or not).
+        self.reported: dict[int, tuple[ClaimedJob, Outcome, Any]] = {}
+        self.poller = select.poll()
+        self.poller.register(conn, select.POLLIN)
+
+    def serve(self) -> None:
+        while True:
+            try:
+                if not self.queued and not self._wait_for_messages():
                     return
-            chunk = conn.recv_bytes()
-        except (EOFError, OSError):
-            return
-        if not chunk:
-            return  # the parent's polite "stop"
-        # Like a request, each job starts with connections checked (CONN_MAX_AGE,
-        # health checks, errors); when the chunk is done they are checked again
-        # before the child goes idle.
-        for item in pickle.loads(chunk):
-            job_id = item[0] if isinstance(item, tuple) else item.id
-            if stopping.is_set() or os.getppid() != parent_pid:
-                _send(conn, Skipped(job_id))
-                continue
-            close_old_connections()
-            outcome = _run_packed(*item) if isinstance(item, tuple) else execution.run(item)
-            if os.getpid() != my_pid:
-                # The task forked and this is the copy, returning from the task
-                # too: it must neither answer for the job nor take more work.
-                os._exit(0)
-            _send(conn, outcome)
-            done += 1
-            if limits.reached(done):
-                _send(conn, Retiring(job_id))
+                if not self._read_messages():
+                    return  # the parent's polite "stop"
+            except (EOFError, OSError):
                 return
+            if self.queued and not self._run_next():
+                return  # retiring
+            if not self.queued:
+                # Like a request, each job starts with connections checked (CONN_MAX_AGE,
+                # health checks, errors); once idle they are checked again.
+                close_old_connections()
+
+    def _wait_for_messages(self) -> bool:
+        """Idle: wait for a message, checking every second that the parent lives."""
+        while not self.poller.poll(PARENT_CHECK_INTERVAL * 1000):
+            if os.getppid() != self.parent_pid:
+                return False
+        return True
+
+    def _read_messages(self) -> bool:
+        """Take in every message waiting (without blocking); False on an empty one."""
+        while self.poller.poll(0):
+            data = self.conn.recv_bytes()
+            if not data:
+                return False
+            message = pickle.loads(data)
+            if isinstance(message, Announce):
+                self._announce(message)
+            else:
+                self.queued.extend(message)
+        return True
+
+    def _run_next(self) -> bool:
+        """Run the next queued job and report it; False once the process must retire."""
+        item = self.queued.popleft()
+        job_id = item[0] if isinstance(item, tuple) else item.id
+        if self.stopping.is_set() or os.getppid() != self.parent_pid:
+            _send(self.conn, Skipped(job_id))
+            return True
         close_old_connections()
+        job, (outcome, result) = _attempt_item(item)
+        if os.getpid() != self.pid:
+            # The task forked and this is the copy, returning from the task
+            # too: it must neither answer for the job nor take more work.
+            os._exit(0)
+        if job is not None:
+            self.reported[job_id] = (job, outcome, result)
+        _send(self.conn, _outcome_message(outcome, announces=job is not None))
+        self.done += 1
+        if self.limits.reached(self.done):
+            _send(self.conn, Retiring(job_id))
+            return False
+        return True
+
+    def _announce(self, message: Announce) -> None:
+        """Send ``task_finished`` for the written outcomes ``message`` names, unless the
+        parent took the announcement back (it waited too long) and sends them itself."""
+        statuses = [(self.reported.pop(job_id, None), status) for job_id, status in message.jobs]
+        with self.tickets.get_lock():
+            taken = self.tickets[REVOKED] < message.seq
+            if taken:
+                self.tickets[TAKEN] = message.seq
+        if not taken:
+            return
+        for reported, status in statuses:
+            if reported is not None and status is not None:
+                announcing.send_task_finished(*reported[:2], status, reported[2])
+        _send(self.conn, Announced(message.seq))
 
 
 def _send(conn: Connection, message: object) -> None:
-    """Send one message to the parent, which reads it with ``conn.recv()``.
+    """Send one message to the other end, which reads it with ``pickle.loads(recv_bytes())``.
 
     ``pickle.dumps`` and ``send_bytes`` are what ``conn.send`` does, without
     building a ``ForkingPickler`` (and its reducer table) per message: that
@@ -163,13 +257,31 @@ def _send(conn: Connection, message: object) -> None:
     conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
 
-def _run_packed(job_id: int, packed: bytes) -> Outcome:
-    """Unpack one job and run it; a job that cannot be unpacked fails alone."""
+def _outcome_message(outcome: Outcome, announces: bool) -> tuple[Any, ...]:
+    """An outcome as a plain tuple (a tenth of a dataclass's pickling time, both ways),
+    and whether this process will send its ``task_finished`` when told it is written."""
+    return (
+        announces,
+        outcome.job_id,
+        outcome.succeeded,
+        outcome.return_value_json,
+        outcome.error,
+        outcome.duration,
+        outcome.finished_at,
+    )
+
+
+def _attempt_item(item: Any) -> tuple[ClaimedJob | None, tuple[Outcome, Any]]:
+    """Run one queued item: a job, or a job packed alone (see ``pack``)."""
+    if not isinstance(item, tuple):
+        return item, execution.attempt(item)
+    job_id, packed = item
     try:
         job = pickle.loads(packed)
     except BaseException as exc:
-        return execution.failed(job_id, exc, "The job could not be handed to a pool process")
-    return execution.run(job)
+        outcome = execution.failed(job_id, exc, "The job could not be handed to a pool process")
+        return None, (outcome, None)
+    return job, execution.attempt(job)
 
 
 def pack(jobs: list[ClaimedJob]) -> tuple[bytes, list[tuple[ClaimedJob, BaseException]]]:
@@ -200,6 +312,11 @@ class _Child:
     jobs: deque[ClaimedJob] = field(default_factory=deque)  # the first one is running
     started: float = 0.0  # when the first of ``jobs`` started (monotonic)
     retiring: bool = False  # it sent ``Retiring``: it runs nothing more and exits
+    #: ``TAKEN`` and ``REVOKED`` (see ``Announce``), shared with the child, with their lock.
+    tickets: Any = None
+    last_seq: int = 0  # of the last ``Announce`` sent to it
+    #: Announcements sent and not yet confirmed: (seq, when sent, what they announce).
+    unconfirmed: deque[tuple[int, float, list[tuple[Finished, str]]]] = field(default_factory=deque)
     #: Whether an outcome is waiting in ``conn``, asked with one system call
     #: (``Connection.poll()`` builds a selector per call).
     poller: Any = field(default_factory=select.poll)
@@ -219,6 +336,10 @@ class Finished:
     outcome: Outcome
 
 
+#: An outcome written, with the job's new status (None: discarded, the lease was lost).
+Written = tuple[Finished, str | None]
+
+
 class Pool:
     def __init__(
         self,
@@ -235,6 +356,11 @@ class Pool:
         self.children: list[_Child] = []
         self.backlog: deque[ClaimedJob] = deque()  # never started: their child died
         self.undeliverable: list[Finished] = []  # jobs that could not be packed for a child
+        #: Outcomes a child reported and will announce once written, by job id.
+        self.reported: dict[int, tuple[_Child, Outcome]] = {}
+        #: Written outcomes no child will announce after all (gone, or too slow): the
+        #: worker sends their ``task_finished`` (see ``take_unannounced``).
+        self.unannounced: list[tuple[Finished, str]] = []
         self.stopping = _fork.Event()
         # Kept across waits (the worker waits once per loop turn, often once per
         # job): building a selector and registering every pipe each time cost
@@ -250,15 +376,16 @@ class Pool:
     def _spawn(self) -> _Child:
         parent_end, child_end = _fork.Pipe()
         siblings = [child.conn for child in self.children if not child.conn.closed]
+        tickets = _fork.Array("q", 2)
         process = _fork.Process(
             target=_child_main,
-            args=(child_end, self.stopping, os.getpid(), siblings, self.limits),
+            args=(child_end, self.stopping, os.getpid(), siblings, self.limits, tickets),
             name="dbtasks-child",
         )
         process.daemon = True
         process.start()
         child_end.close()
-        child = _Child(process=process, conn=parent_end)
+        child = _Child(process=process, conn=parent_end, tickets=tickets)
         self._selector.register(child.conn, selectors.EVENT_READ, (child, False))
         self._selector.register(child.process.sentinel, selectors.EVENT_READ, (child, True))
         return child
@@ -268,6 +395,7 @@ class Pool:
         self.backlog.extend(child.jobs)
         child.jobs.clear()
         self._forget(child)
+        self._orphan_announcements(child)
         child.conn.close()
         child.process.join(timeout=5)
         self.before_fork()
@@ -292,7 +420,9 @@ class Pool:
         return jobs + list(self.backlog)
 
     def next_deadline(self) -> float | None:
+        """When the pool must be looked at again unasked: a timeout, or an announcement due."""
         deadlines = [d for d in (self._deadline(c) for c in self.children) if d is not None]
+        deadlines += [c.unconfirmed[0][1] + ANNOUNCE_WITHIN for c in self.children if c.unconfirmed]
         return min(deadlines) if deadlines else None
 
     def _deadline(self, child: _Child) -> float | None:
@@ -380,10 +510,16 @@ class Pool:
         finished = []
         try:
             while child.has_message():
-                message = child.conn.recv()
+                message = pickle.loads(child.conn.recv_bytes())
                 if isinstance(message, Retiring):
                     child.retiring = True  # the rest of its jobs go to the backlog
                     continue
+                if isinstance(message, Announced):
+                    self._confirmed(child, message.seq)
+                    continue
+                announces = False
+                if type(message) is tuple:
+                    announces, message = message[0], Outcome(*message[1:])
                 expected = child.jobs[0].id if child.jobs else None
                 if getattr(message, "job_id", None) != expected:
                     # Only a bug can cause this; the child is replaced, not trusted.
@@ -402,10 +538,103 @@ class Pool:
                 if isinstance(message, Skipped):
                     continue  # the worker gives it back when it stops
                 child.started = message.finished_at
+                if announces:
+                    self.reported[job.id] = (child, message)
                 finished.append(Finished(job, message))
         except (EOFError, OSError):
             pass  # the child died; the sentinel reports it
         return finished
+
+    # Announcing: ``task_finished`` is sent by the child that ran the job
+
+    def announce(self, written: list[tuple[Finished, str | None]]) -> list[tuple[Finished, str]]:
+        """Have each child send ``task_finished`` for its own outcomes, now written.
+
+        Returns those the caller must send itself: outcomes no child
+        reported (crashes, timeouts, jobs failed before they ran), outcomes
+        replaced since (the database refused them), and children gone.
+        A child reads the announcement before its next job; if it has not
+        taken it within ``ANNOUNCE_WITHIN`` (a long job came after these),
+        the parent takes it back: see ``take_unannounced``. The tickets make
+        that exactly once: a child sends an announcement only if it took it
+        before the parent took it back, under the lock they share.
+        """
+        mine: list[tuple[Finished, str]] = []
+        per_child: dict[_Child, tuple[list[tuple[int, str | None]], list[tuple[Finished, str]]]]
+        per_child = {}
+        for item, status in written:
+            child, outcome = self.reported.pop(item.job.id, (None, None))
+            if child is not None:
+                jobs, items = per_child.setdefault(child, ([], []))
+                yours = outcome is item.outcome and status is not None
+                jobs.append((item.job.id, status if yours else None))
+                if yours:
+                    items.append((item, status))  # type: ignore[arg-type]
+                    continue
+            if status is not None:
+                mine.append((item, status))
+        now = time.monotonic()
+        for child, (jobs, items) in per_child.items():
+            child.last_seq += 1
+            try:
+                child.conn.send_bytes(pickle.dumps(Announce(child.last_seq, jobs)))
+            except OSError:
+                mine.extend(items)  # the child is gone
+                continue
+            if items:
+                child.unconfirmed.append((child.last_seq, now, items))
+        return mine
+
+    def take_unannounced(self) -> list[tuple[Finished, str]]:
+        """Written outcomes whose child cannot announce them (gone, or too slow)."""
+        self._take_back_overdue(time.monotonic())
+        taken, self.unannounced = self.unannounced, []
+        return taken
+
+    def _confirmed(self, child: _Child, seq: int) -> None:
+        while child.unconfirmed and child.unconfirmed[0][0] <= seq:
+            child.unconfirmed.popleft()
+
+    def _take_back_overdue(self, now: float) -> None:
+        """Take back the announcements a child has not taken within ``ANNOUNCE_WITHIN``."""
+        for child in self.children:
+            if not child.unconfirmed or child.unconfirmed[0][1] + ANNOUNCE_WITHIN > now:
+                continue
+            lock = child.tickets.get_lock()
+            if not lock.acquire(timeout=0.1):
+                continue  # the child holds it this instant: next turn
+            try:
+                taken = child.tickets[TAKEN]
+                overdue = [
+                    entry
+                    for entry in child.unconfirmed
+                    if entry[0] > taken and entry[1] + ANNOUNCE_WITHIN <= now
+                ]
+                if overdue:
+                    child.tickets[REVOKED] = overdue[-1][0]
+            finally:
+                lock.release()
+            for _seq, _, items in overdue:
+                self.unannounced.extend(items)
+            # Taken or taken back, none of these waits for the child any more.
+            last = overdue[-1][0] if overdue else taken
+            self._confirmed(child, max(last, taken))
+
+    def _orphan_announcements(self, child: _Child) -> None:
+        """A child is gone: what it had not taken is announced by the parent.
+
+        An announcement it took but had not confirmed may have been sent in
+        part: those are not sent again (a ``task_finished`` is never sent twice).
+        """
+        for job_id in [i for i, (c, _) in self.reported.items() if c is child]:
+            del self.reported[job_id]  # written later, announced by the parent
+        if child.tickets is None:
+            return
+        taken = child.tickets.get_obj()[TAKEN]  # no lock: the child is gone, it may hold it
+        for seq, _, items in child.unconfirmed:
+            if seq > taken:
+                self.unannounced.extend(items)
+        child.unconfirmed.clear()
 
     def _crashed(self, child: _Child) -> list[Finished]:
         """A child is gone: blame the job it was running, unless it retired or we stop.
@@ -422,6 +651,7 @@ class Pool:
         if self.stopping.is_set():
             child.jobs.clear()  # left RUNNING in the table: released at shutdown
             self._forget(child)
+            self._orphan_announcements(child)
             child.conn.close()
             child.process.join(timeout=1)
             self.children.remove(child)
@@ -486,5 +716,6 @@ class Pool:
             if child.process.is_alive():
                 self._kill(child)
             self._forget(child)
+            self._orphan_announcements(child)
             child.conn.close()
         self.children = []

@@ -6,24 +6,20 @@ story across workers. Levels are chosen for alerting: a retry is a warning,
 a job that failed for good (or was rescued from a dead worker) an error or
 a warning, a success information.
 
-``task_started`` is sent by the pool process that runs the job, where the
-task runs (as Django's own backends do); ``task_finished`` here, in the
-worker's main process, once the outcome is written and its status known.
+Django's task signals are sent where the task runs, as Django's own
+backends do: ``task_started`` by the pool process before the call, and
+``task_finished`` once the outcome is written (see ``announcing.py``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from . import registry
-from .base import DbTaskResult
 from .claimed import ClaimedJob
-from .compat import TaskResultStatus, task_finished
-from .errors import task_error
-from .exceptions import TaskFailed
-from .execution import Outcome, running_result
+from .compat import TaskResultStatus
+from .execution import Outcome
 from .logfmt import Fields, quote
 from .outages import first_line
 
@@ -31,11 +27,10 @@ logger = logging.getLogger("django_dbtasks.worker")
 
 
 class Reporter:
-    """Sends ``task_finished`` and writes every log line of a worker."""
+    """Writes every log line of a worker."""
 
-    def __init__(self, worker_id: str, sender: type) -> None:
+    def __init__(self, worker_id: str) -> None:
         self.worker_id = worker_id
-        self.sender = sender  # the backend class: Django's signals are sent by it
 
     # The worker's life
 
@@ -88,27 +83,13 @@ class Reporter:
 
     # Jobs
 
-    def job_finished(self, job: ClaimedJob, outcome: Outcome, status: str | None) -> None:
-        """Log the outcome now in the table and send ``task_finished`` (None: discarded).
+    def outcome_written(self, job: ClaimedJob, outcome: Outcome, status: str | None) -> None:
+        """Log an outcome now in the table (``status`` None: discarded, the lease was lost).
 
-        ``task_started`` was sent by the pool process that ran the job (see
-        ``execution.run``); this one is sent here, once the status is known.
+        Its ``task_finished`` is sent by ``announcing.send_task_finished``,
+        in the pool process that ran the job when it can.
         """
         self._log_outcome(job, outcome, status)
-        if status is None:
-            return
-        task = registry.lookup(job.task_path)
-        if task is None:
-            return
-        try:
-            result = running_result(task, job)
-        except Exception:
-            logger.exception("%s", Fields(job=job.id, event="no TaskResult for task_finished"))
-            return
-        object.__setattr__(result, "status", TaskResultStatus(status))
-        if outcome.error:
-            object.__setattr__(result, "errors", [task_error(outcome.error)])
-        self._send(task_finished, job, result, outcome)
 
     def rescued(self, job_id: int, task_path: str, status: str) -> None:
         logger.warning(
@@ -196,32 +177,3 @@ class Reporter:
             job.max_attempts,
             error,
         )
-
-    def _send(
-        self, signal_: Any, job: ClaimedJob, result: DbTaskResult, outcome: Outcome | None
-    ) -> None:
-        """Send a task signal; a receiver's bug must not stop the worker."""
-        try:
-            if outcome is not None and outcome.succeeded:
-                object.__setattr__(result, "_return_value", json.loads(outcome.return_value_json))
-            if outcome is not None and outcome.error and result.status == TaskResultStatus.FAILED:
-                _send_while_handling(signal_, self.sender, result, outcome.error)
-            else:
-                signal_.send(self.sender, task_result=result)
-        except Exception:
-            logger.exception("%s", Fields(job=job.id, event="a signal receiver raised"))
-
-
-def _send_while_handling(
-    signal_: Any, sender: type, result: DbTaskResult, error: dict[str, Any]
-) -> None:
-    """Send ``task_finished`` for a failed job inside an exception handler, as Django does.
-
-    Django's own receiver logs a failed task with ``sys.exc_info()`` (and error
-    trackers read it there too). The exception was raised in a pool process;
-    here it is carried by a ``TaskFailed`` whose text is its traceback.
-    """
-    try:
-        raise TaskFailed(error.get("traceback") or error["exception_class_path"])
-    except TaskFailed:
-        signal_.send(sender, task_result=result)

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
 from django.utils.crypto import get_random_string
 
-from . import queries, registry
+from . import announcing, queries, registry
 from .backend import DatabaseBackend
 from .batching import Pace, claim_size
 from .claimed import ClaimedJob
@@ -41,7 +41,7 @@ from .models import Job
 from .notify import Listener
 from .outages import OutageGuard
 from .outcomes import ClaimRequest, OutcomeBatch
-from .pool import Finished, Limits, Pool
+from .pool import Finished, Limits, Pool, Written
 from .reporting import Reporter
 from .scheduler import Scheduler
 from .stopping import StopSignals
@@ -84,6 +84,8 @@ class JobPool(Protocol):
     def free_slots(self) -> int: ...
     def has_idle_child(self) -> bool: ...
     def next_deadline(self) -> float | None: ...
+    def announce(self, written: list[Written]) -> list[tuple[Finished, str]]: ...
+    def take_unannounced(self) -> list[tuple[Finished, str]]: ...
     def drop_backlog(self) -> None: ...
     def stop_starting_jobs(self) -> None: ...
 
@@ -118,7 +120,7 @@ class WorkerLoop:
             timeout_of=_timeout_of,
             limits=Limits(options.max_tasks_per_child, options.max_memory_per_child),
         )
-        self.reporter = Reporter(self.id, type(backend))
+        self.reporter = Reporter(self.id)
         self.guard = OutageGuard(lambda: self.connection, self.id)
         self.stop = StopSignals(self.grace_period, self._stop_requested, self.reporter.stop_forced)
         self.outcomes = OutcomeBatch(
@@ -251,8 +253,8 @@ class WorkerLoop:
     def _write_last_outcomes(self) -> None:
         if self.outcomes.pending:
             turn = self.outcomes.write(list(self.outcomes.pending), None, time.monotonic())
-            for item, status in turn.written:
-                self._recorded(item, status)
+            self._written(turn.written)
+        self._send_task_finished(self.pool.take_unannounced())
 
     # One turn of the loop
 
@@ -310,8 +312,7 @@ class WorkerLoop:
         if not outcomes and claim is None:
             return
         turn = self.outcomes.write(outcomes, claim, now)
-        for item, status in turn.written:
-            self._recorded(item, status)
+        self._written(turn.written)
         if turn.refused and not outcomes:
             # The claim alone was refused: try again after the poll interval, not at once.
             self.more_ready = False
@@ -366,12 +367,21 @@ class WorkerLoop:
         self.outcomes.add(failed, time.monotonic())
         self.pool.submit(runnable)
 
-    def _recorded(self, item: Finished, status: str | None) -> None:
-        """An outcome is in the table (``status`` None: discarded, the lease was lost)."""
-        self.processed += 1
-        if item.outcome.succeeded:
-            self.pace.observe(item.outcome.duration)
-        self.reporter.job_finished(item.job, item.outcome, status)
+    def _written(self, written: list[tuple[Finished, str | None]]) -> None:
+        """Outcomes are in the table (``status`` None: discarded, the lease was lost):
+        log them, and have ``task_finished`` sent where each job ran (see ``announcing``)."""
+        for item, status in written:
+            self.processed += 1
+            if item.outcome.succeeded:
+                self.pace.observe(item.outcome.duration)
+            self.reporter.outcome_written(item.job, item.outcome, status)
+        self._send_task_finished(self.pool.announce(written))
+
+    @staticmethod
+    def _send_task_finished(items: list[tuple[Finished, str]]) -> None:
+        """``task_finished`` of written outcomes no pool process can send: sent here."""
+        for item, status in items:
+            announcing.send_task_finished(item.job, item.outcome, status)
 
     def _drained(self) -> bool:
         """Burst mode: nothing running or unwritten, and the last claim came back short."""
@@ -397,6 +407,7 @@ class WorkerLoop:
         if listening is not None and listening in ready:
             self.notified = bool(self.guard.run(self._drain_notifications))
         self.outcomes.add(finished, time.monotonic())
+        self._send_task_finished(self.pool.take_unannounced())
 
     def _wait_timeout(self, now: float) -> float:
         """Seconds until the earliest thing the loop must do without being woken."""

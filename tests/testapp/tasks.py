@@ -12,6 +12,8 @@ from django.dispatch import receiver
 from django_dbtasks import Backoff, periodic, report_progress, task
 from django_dbtasks.compat import standard_task, task_finished, task_started
 
+from django_dbtasks.models import Job
+
 from .models import Execution
 
 
@@ -162,6 +164,31 @@ def record_started(sender, task_result, **kwargs):
 def record_finished(sender, task_result, **kwargs):
     if task_result.args == ["signals"]:
         record(f"finished:{task_result.status}:{task_result.return_value}", task_result.id)
+
+
+@task(takes_context=True, max_attempts=2, retry_delay=0)
+def announced(context, marker, seconds=0.0, fail=False):
+    """A job of tests/test_announcing.py: records where it ran; may sleep, or fail."""
+    record(f"ran:{marker}", context.task_result.id)
+    time.sleep(seconds)
+    if fail:
+        raise ValueError(f"{marker} failed")
+    return marker
+
+
+@task(takes_context=True, timeout=1)
+def announced_overrun(context, marker):
+    """Overruns its timeout: the worker kills the pool process that runs it."""
+    record(f"ran:{marker}", context.task_result.id)
+    time.sleep(60)
+
+
+@receiver(task_finished)
+def record_announced(sender, task_result, **kwargs):
+    """Where task_finished arrives, and the row's status then (the outcome is written first)."""
+    if task_result.task.module_path.startswith("tests.testapp.tasks.announced"):
+        written = Job.objects.filter(pk=task_result.id).values_list("status", flat=True).get()
+        record(f"announced:{task_result.status}:{written}", task_result.id)
 
 
 periodic(noop, "0 3 * * *", name="nightly-noop", timezone="Europe/Berlin")
