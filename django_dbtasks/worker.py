@@ -140,8 +140,10 @@ class WorkerLoop:
             options.queues,
             backend.alias,
         )
+        # Room for two batches in the pool: the claim waits until half of it is free
+        # (see ``batching.claim_size``), so each claim of fast jobs is a full MAX_BATCH.
         self.pace = Pace(
-            self.config.PREFETCH_SECONDS, max(1, self.config.MAX_BATCH // options.concurrency)
+            self.config.PREFETCH_SECONDS, max(1, 2 * self.config.MAX_BATCH // options.concurrency)
         )
         self.scheduler = Scheduler(self.config.DATABASE) if options.scheduler else None
         self.listener: Listener | None = None
