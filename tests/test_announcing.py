@@ -113,4 +113,3 @@ def test_recycled_pool_processes_announce_every_job_once():
     by_job = Counter(row.job_id for row in announcements())
     assert by_job == {result.id: 1 for result in results}
     assert all(row.label == "announced:SUCCESSFUL:SUCCESSFUL" for row in announcements())
-

@@ -11,7 +11,6 @@ from django.dispatch import receiver
 
 from django_dbtasks import Backoff, periodic, report_progress, task
 from django_dbtasks.compat import standard_task, task_finished, task_started
-
 from django_dbtasks.models import Job
 
 from .models import Execution
