@@ -165,7 +165,8 @@ def record_finished(sender, task_result, **kwargs):
         record(f"finished:{task_result.status}:{task_result.return_value}", task_result.id)
 
 
-@task(takes_context=True, max_attempts=2, retry_delay=0)
+# The retry waits half a second: its row stays READY while task_finished is sent.
+@task(takes_context=True, max_attempts=2, retry_delay=0.5)
 def announced(context, marker, seconds=0.0, fail=False):
     """A job of tests/test_announcing.py: records where it ran; may sleep, or fail."""
     record(f"ran:{marker}", context.task_result.id)
