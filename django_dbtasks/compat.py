@@ -2,7 +2,7 @@
 
 Django >= 6.0 ships it as ``django.tasks``; on Django 5.2 the ``django-tasks``
 backport provides the same API as ``django_tasks`` (install
-``django-dbtasks[compat]``). Everything else in this package imports from here.
+``django-dbtasks-queue[compat]``). Everything else in this package imports from here.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ else:  # pragma: no cover - exercised by the Django 5.2 CI job
         raise ImproperlyConfigured(
             f"django-dbtasks on Django {django.get_version()} needs the django-tasks "
             "backport (Django >= 6.0 has the task API built in). Install it with: "
-            "pip install 'django-dbtasks[compat]'"
+            "pip install 'django-dbtasks-queue[compat]'"
         ) from exc
 
 
