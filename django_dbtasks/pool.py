@@ -566,11 +566,11 @@ class Pool:
             child, outcome = self.reported.pop(item.job.id, (None, None))
             if child is not None:
                 jobs, items = per_child.setdefault(child, ([], []))
-                yours = outcome is item.outcome and status is not None
-                jobs.append((item.job.id, status if yours else None))
-                if yours:
-                    items.append((item, status))  # type: ignore[arg-type]
+                if outcome is item.outcome and status is not None:
+                    jobs.append((item.job.id, status))
+                    items.append((item, status))
                     continue
+                jobs.append((item.job.id, None))  # it forgets the job; sent here if written
             if status is not None:
                 mine.append((item, status))
         now = time.monotonic()
