@@ -389,7 +389,9 @@ def test_the_tick_skips_broken_schedules_logs_each_once_and_fires_the_others(cap
     # the second cannot reach the next fire time, so exactly one job is right.
     good = due_schedule("good", "0 3 * * *")
     now = queries.database_now(connection)
-    (last_fire,) = cron.recent_fire_times(good.cron, good.timezone, now - dt.timedelta(days=2), now, 1)
+    (last_fire,) = cron.recent_fire_times(
+        good.cron, good.timezone, now - dt.timedelta(days=2), now, 1
+    )
     Schedule.objects.filter(pk=good.pk).update(next_fire_at=last_fire, last_fire_at=None)
     with caplog.at_level(logging.INFO, logger="django_dbtasks.scheduler"):
         tick()
