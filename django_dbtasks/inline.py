@@ -73,9 +73,11 @@ class InlinePool:
 
     def wait(self, timeout: float, extra: list[Any]) -> tuple[list[Finished], list[Any]]:
         """Run every held job now (none once stopping); report which ``extra`` fds are readable."""
-        if self.stopping:
-            self.jobs.clear()  # like a pool process's skipped jobs: released at the stop
-        finished = [Finished(job, self.run(job)) for job in self.jobs]
+        finished = []
+        for job in self.jobs:
+            if self.stopping:
+                break  # like a pool process's skipped jobs: released at the stop
+            finished.append(Finished(job, self.run(job)))
         self.jobs.clear()
         watched = [fd for fd in extra if fd is not None and fd >= 0]
         ready = select.select(watched, [], [], 0)[0] if watched else []
@@ -88,10 +90,14 @@ class InlinePool:
         if limit is None or not can_time_out():
             return execution.run(job)
         started = time.monotonic()
+        outcome = None
         with alarm_after(limit) as alarm:
-            outcome = execution.run(job)
+            try:
+                outcome = execution.run(job)
+            except _Alarm:
+                pass  # it rang in execution's own code, after the task: a timeout all the same
             alarm.running = False
-        if not alarm.fired:
+        if outcome is not None and not alarm.fired:
             return outcome
         elapsed = time.monotonic() - started
         text = (

@@ -13,6 +13,8 @@ is never imported here.
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
@@ -23,6 +25,7 @@ from . import queries, registry
 from .backend import DatabaseBackend
 from .claimed import ClaimedJob
 from .compat import DEFAULT_TASK_BACKEND_ALIAS, TaskResultStatus, task_backends
+from .execution import Outcome
 from .inline import InlinePool
 from .models import Job, JobStatus
 from .pool import Finished
@@ -85,7 +88,8 @@ class InProcessWorker(WorkerLoop):
 
     - jobs run in this thread (``InlinePool``), with timeouts by ``SIGALRM``
       where this is the main thread;
-    - no signal handlers: SIGINT and SIGTERM stay the test runner's;
+    - no signal handlers: SIGINT and SIGTERM stay the test runner's (a Ctrl-C
+      during a job fails that job, as in a worker, and ends the call);
     - no LISTEN, no scheduler, and the connection stays open at the end: it
       holds the test's transaction;
     - after every turn it claims again, as the NOTIFY of a job enqueued by a
@@ -97,7 +101,7 @@ class InProcessWorker(WorkerLoop):
     def __init__(
         self, backend: DatabaseBackend, queues: list[str], max_jobs: int, retry_now: bool
     ) -> None:
-        self.inline = InlinePool(budget=max_jobs, timeout_of=_timeout_of)
+        self.inline = _TestPool(budget=max_jobs, timeout_of=_timeout_of)
         super().__init__(
             backend, WorkerOptions(queues=queues, burst=True, scheduler=False), pool=self.inline
         )
@@ -118,10 +122,14 @@ class InProcessWorker(WorkerLoop):
                         f"Database {self.config.DATABASE!r} stopped answering while "
                         "run_ready_jobs() ran jobs (the log says why)."
                     )
+                if self.inline.interrupted:
+                    break
                 if self.inline.spent() and not (self.pool.holding() or self.outcomes.pending):
                     break
         finally:
             self.shutdown()
+        if self.inline.interrupted:
+            raise KeyboardInterrupt  # the job it stopped is written (FAILED), the rest released
 
     def turn(self) -> bool:
         """One turn of the loop, with the clock made right for its claim; False: done."""
@@ -147,6 +155,33 @@ class InProcessWorker(WorkerLoop):
 
     def _close_connections(self) -> None:
         """Nothing: this connection is the test's, and may hold its transaction."""
+
+
+class _TestPool(InlinePool):
+    """An ``InlinePool`` that Ctrl-C stops: the test run ends, instead of only the job.
+
+    A task interrupted by SIGINT fails with ``KeyboardInterrupt``, as in a
+    worker; then no other job starts and ``run_ready_jobs()`` raises it. A
+    task that raises ``KeyboardInterrupt`` itself only fails, as in a worker.
+    """
+
+    interrupted = False
+
+    def run(self, job: ClaimedJob) -> Outcome:
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        if not on_main_thread or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            return super().run(job)  # only the main thread has signals; a runner's own handler
+
+        def interrupt(signum: int, frame: Any) -> None:
+            self.interrupted = True
+            self.stop_starting_jobs()
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, interrupt)
+        try:
+            return super().run(job)
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class _NoSignals(StopSignals):

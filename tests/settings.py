@@ -112,7 +112,3 @@ INSTALLED_APPS += list(filter(None, os.environ.get("DBTASKS_TEST_EXTRA_APPS", ""
 # Modules a test wants imported at start-up (the --reload test watches one).
 for _module in filter(None, os.environ.get("DBTASKS_TEST_IMPORT", "").split(",")):
     importlib.import_module(_module)
-
-# Django 6.1 warns when mail is sent without MAILERS (the test helper's tests send mail);
-# the test runner swaps each mailer for the in-memory one. Django 5.2 ignores it.
-MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}

@@ -27,6 +27,12 @@ from .testapp import tasks
 UNKNOWN_PATH = "tests.testapp.tasks.was_renamed"
 
 
+@pytest.fixture(autouse=True)
+def in_memory_mail(settings):
+    """Django 6.1 warns when mail is sent with no MAILERS; Django 5.2 ignores the setting."""
+    settings.MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
+
+
 def unknown_task_row() -> Job:
     """A row whose task path names no registered task (renamed since it was enqueued)."""
     return Job.objects.create(task_path=UNKNOWN_PATH, backend="default", queue_name="default")
@@ -168,6 +174,24 @@ class InsideATestCase(TestCase):
         finally:
             task_finished.disconnect(receiver)
         assert sorted(seen) == [("add", "SUCCESSFUL"), ("boom", "FAILED")]
+
+    def test_ctrl_c_during_a_job_fails_it_and_ends_the_call(self):
+        interrupted = tasks.interrupts_its_process.enqueue()
+        later = tasks.add.enqueue(1, 2)
+
+        with pytest.raises(KeyboardInterrupt):
+            run_ready_jobs()
+
+        job = Job.objects.get(pk=interrupted.id)
+        assert job.status == JobStatus.FAILED
+        assert job.errors[0]["exception_class_path"] == "builtins.KeyboardInterrupt"
+        assert Job.objects.get(pk=later.id).status == JobStatus.READY  # never started
+        assert run_ready_jobs()[0].pk == int(later.id)  # and not lost
+
+    def test_a_task_raising_keyboard_interrupt_only_fails(self):
+        tasks.raises_keyboard_interrupt.enqueue()
+        [job] = run_ready_jobs()
+        assert job.status == JobStatus.FAILED
 
     def test_nothing_ready_runs_nothing(self):
         assert run_ready_jobs() == []

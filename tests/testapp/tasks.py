@@ -330,3 +330,10 @@ def enqueues_itself(depth):
     """A runaway: each run enqueues the next, for ever."""
     enqueues_itself.enqueue(depth + 1)
     return depth
+
+
+@task()
+def interrupts_its_process():
+    """As Ctrl-C in a terminal would, while the job runs."""
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)
