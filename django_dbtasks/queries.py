@@ -1422,3 +1422,91 @@ def failed_and_cancelled_counts(
     with connection.cursor() as cursor:
         cursor.execute(FAILED_AND_CANCELLED_COUNTS, {})
         return {((row[0], row[1]), row[2]): int(row[3]) for row in cursor.fetchall()}
+
+
+# Testing (``django_dbtasks.testing``): a test's transaction stops PostgreSQL's clock
+#
+# Django's ``TestCase`` (and pytest-django's ``db``) runs each test inside one
+# transaction, and PostgreSQL's ``now()``, which every claim compares ``run_after``
+# with, is the time that transaction began. A job enqueued during the test (its
+# ``run_after`` is the INSERT's ``statement_timestamp()``), or due since the test
+# began, is never due by that clock. So, in a transaction only, the test helper
+# moves such rows' ``run_after`` back to ``now()`` just for its claim, and puts
+# each back afterwards; and a retry's delay (``now() + retry_in``, counted from the
+# frozen clock) is counted from the wall clock instead. SQLite's clock never stops.
+
+#: ``{queues}``: as in the claim. Returns each moved row's id and its own ``run_after``.
+ANTEDATE_DUE_POSTGRES = f"""WITH due AS (
+    SELECT id, run_after FROM {JOB}
+    WHERE status = 'READY' AND backend = %(backend)s AND {{queues}}
+        AND run_after > now() AND run_after <= clock_timestamp()
+    FOR UPDATE
+)
+UPDATE {JOB} AS job SET run_after = now() FROM due WHERE job.id = due.id
+RETURNING job.id, due.run_after"""
+
+#: Only rows whose ``run_after`` is still the antedated one: a retry has its own since.
+RESTORE_RUN_AFTER_POSTGRES = f"""UPDATE {JOB} AS job SET run_after = moved.run_after
+FROM unnest(%(ids)s::bigint[], %(run_afters)s::timestamptz[]) AS moved(id, run_after)
+WHERE job.id = moved.id AND job.run_after = now()"""
+
+REBASE_RETRIES_POSTGRES = f"""UPDATE {JOB} SET run_after = run_after + (clock_timestamp() - now())
+WHERE id = ANY(%(ids)s) AND status = 'READY'"""
+
+RETRY_NOW_POSTGRES = f"""UPDATE {JOB} SET run_after = now()
+WHERE id = ANY(%(ids)s) AND status = 'READY'"""
+
+RETRY_NOW_SQLITE = f"""UPDATE {JOB} SET run_after = {SQLITE_NOW}
+WHERE id IN ({{ids}}) AND status = 'READY'"""
+
+
+def clock_stopped(connection: BaseDatabaseWrapper) -> bool:
+    """Whether the claim's clock (``now()``) stands still: PostgreSQL, inside a transaction."""
+    return _postgres(connection) and connection.in_atomic_block
+
+
+def antedate_due(
+    connection: BaseDatabaseWrapper, backend: str, queues: list[str]
+) -> list[tuple[int, datetime]]:
+    """Move rows due by the wall clock back to ``now()``; return ``(id, run_after)`` of each."""
+    if not clock_stopped(connection):
+        return []
+    sql = ANTEDATE_DUE_POSTGRES.format(
+        queues=_in(True, "queue_name", "queue", len(queues)) if queues else "1 = 1"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"backend": backend, **_in_params(True, "queue", queues)})
+        return [(row[0], row[1]) for row in cursor.fetchall()]
+
+
+def restore_run_after(connection: BaseDatabaseWrapper, moved: list[tuple[int, datetime]]) -> None:
+    """Put back the ``run_after`` that ``antedate_due`` moved, where nothing changed it since."""
+    if not moved:
+        return
+    params: dict[str, Any] = {
+        "ids": [job_id for job_id, _ in moved],
+        "run_afters": [when for _, when in moved],
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(RESTORE_RUN_AFTER_POSTGRES, params)
+
+
+def rebase_retries(connection: BaseDatabaseWrapper, job_ids: list[int]) -> None:
+    """Count the delay of retries just written from the wall clock, not the stopped one."""
+    if not job_ids or not clock_stopped(connection):
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(REBASE_RETRIES_POSTGRES, {"ids": job_ids})
+
+
+def retry_now(connection: BaseDatabaseWrapper, job_ids: list[int]) -> None:
+    """Make retries due at once, whatever their delay (the claim's clock decides "now")."""
+    if not job_ids:
+        return
+    postgres = _postgres(connection)
+    if postgres:
+        sql: str = RETRY_NOW_POSTGRES
+    else:
+        sql = RETRY_NOW_SQLITE.format(ids=", ".join(["%s"] * len(job_ids)))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"ids": job_ids} if postgres else list(job_ids))

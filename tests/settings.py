@@ -106,6 +106,9 @@ LOGGING = {
     },
 }
 
+# Apps a test adds (the --reload tests break and mend a temporary app's tasks.py).
+INSTALLED_APPS += list(filter(None, os.environ.get("DBTASKS_TEST_EXTRA_APPS", "").split(",")))
+
 # Modules a test wants imported at start-up (the --reload test watches one).
 for _module in filter(None, os.environ.get("DBTASKS_TEST_IMPORT", "").split(",")):
     importlib.import_module(_module)

@@ -333,3 +333,34 @@ def returns_tuple_key():
 @task(max_attempts=3, retry_delay=0)
 def fails_at_once_each_time():
     raise RuntimeError("never works")
+
+
+# For the test helper (tests/test_testing_helpers.py): tasks whose effects are in-process.
+
+
+@task(queue_name="emails")
+def send_welcome_email(address):
+    from django.core import mail
+
+    mail.send_mail("Welcome", "Hello!", "site@example.com", [address])
+    return address
+
+
+@task()
+def enqueue_welcome(address):
+    """A job that enqueues another job."""
+    return send_welcome_email.enqueue(address).id
+
+
+@task()
+def enqueues_itself(depth):
+    """A runaway: each run enqueues the next, for ever."""
+    enqueues_itself.enqueue(depth + 1)
+    return depth
+
+
+@task()
+def interrupts_its_process():
+    """As Ctrl-C in a terminal would, while the job runs."""
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)

@@ -98,7 +98,8 @@ class Command(BaseCommand):
             "--reload",
             action="store_true",
             help="Development: restart the worker when a Python file of the project "
-            "changes (Django's autoreloader, as runserver). Running jobs finish first.",
+            "changes (Django's autoreloader, as runserver). Running jobs finish first; "
+            "broken code (a SyntaxError) is reported and the worker waits for the fix.",
         )
         parser.add_argument(
             "--max-tasks-per-child",
