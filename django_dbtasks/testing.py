@@ -28,7 +28,7 @@ from .compat import DEFAULT_TASK_BACKEND_ALIAS, TaskResultStatus, task_backends
 from .execution import Outcome
 from .inline import InlinePool
 from .models import Job, JobStatus
-from .pool import Finished
+from .pool import Written
 from .stopping import StopSignals
 from .worker import WorkerLoop, WorkerOptions
 
@@ -146,12 +146,13 @@ class InProcessWorker(WorkerLoop):
         queries.rebase_retries(self.connection, retried)
         return going
 
-    def _recorded(self, item: Finished, status: str | None) -> None:
-        """The worker's own bookkeeping, and a note of the job for the caller."""
-        super()._recorded(item, status)
-        self.ran[item.job.id] = status
-        if status == TaskResultStatus.READY:
-            self.retried.append(item.job.id)
+    def _written(self, written: list[Written]) -> None:
+        """The worker's own bookkeeping, and a note of each job for the caller."""
+        super()._written(written)
+        for item, status in written:
+            self.ran[item.job.id] = status
+            if status == TaskResultStatus.READY:
+                self.retried.append(item.job.id)
 
     def _close_connections(self) -> None:
         """Nothing: this connection is the test's, and may hold its transaction."""
