@@ -58,7 +58,9 @@ def send_task_finished(
             _send_while_handling(sender, result, outcome.error)
         else:
             task_finished.send(sender, task_result=result)
-    except Exception:
+    except BaseException:
+        # Even ``sys.exit()`` in a receiver: in a pool process it would end the
+        # process between two jobs, and the next job would be blamed for the crash.
         logger.exception("%s", Fields(job=job.id, event="a signal receiver raised"))
 
 

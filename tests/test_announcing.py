@@ -37,6 +37,15 @@ def worker_pids() -> set[int]:
     return set(Worker.objects.values_list("pid", flat=True))
 
 
+def warmed_up_worker(start_worker):
+    """A worker that has timed 100 fast jobs, so it hands the next ones out in chunks."""
+    for n in range(100):
+        tasks.announced.enqueue(f"warm-{n}")
+    worker = start_worker("--concurrency", "1")
+    wait_until(lambda: Job.objects.filter(status=JobStatus.SUCCESSFUL).count() == 100)
+    return worker
+
+
 def test_each_attempt_is_announced_once_after_its_write_by_the_process_that_ran_it():
     fast = [tasks.announced.enqueue(f"fast-{n}") for n in range(40)]
     failing = [tasks.announced.enqueue(f"bad-{n}", fail=True) for n in range(3)]
@@ -65,10 +74,7 @@ def test_each_attempt_is_announced_once_after_its_write_by_the_process_that_ran_
 
 def test_a_long_job_behind_fast_ones_does_not_hold_back_their_task_finished(start_worker):
     # Warm the pace up, so that the pool process gets the next jobs in chunks.
-    for n in range(100):
-        tasks.announced.enqueue(f"warm-{n}")
-    worker = start_worker("--concurrency", "1")
-    wait_until(lambda: Job.objects.filter(status=JobStatus.SUCCESSFUL).count() == 100)
+    worker = warmed_up_worker(start_worker)
     fast = [tasks.announced.enqueue(f"fast-{n}") for n in range(30)]
     long = tasks.announced.enqueue("long", seconds=8)
     wait_until(lambda: ran_in(int(long.id)))
@@ -88,10 +94,7 @@ def test_a_long_job_behind_fast_ones_does_not_hold_back_their_task_finished(star
 
 
 def test_a_pool_process_killed_for_its_timeout_loses_no_announcement(start_worker):
-    for n in range(100):
-        tasks.announced.enqueue(f"warm-{n}")
-    worker = start_worker("--concurrency", "1")
-    wait_until(lambda: Job.objects.filter(status=JobStatus.SUCCESSFUL).count() == 100)
+    worker = warmed_up_worker(start_worker)
     fast = [tasks.announced.enqueue(f"fast-{n}") for n in range(30)]
     overrun = tasks.announced_overrun.enqueue("overrun")
     wait_until(lambda: Job.objects.get(pk=overrun.id).status == JobStatus.FAILED, timeout=20)
@@ -113,3 +116,19 @@ def test_recycled_pool_processes_announce_every_job_once():
     by_job = Counter(row.job_id for row in announcements())
     assert by_job == {result.id: 1 for result in results}
     assert all(row.label == "announced:SUCCESSFUL:SUCCESSFUL" for row in announcements())
+
+
+def test_a_receiver_that_exits_ends_no_job_and_no_pool_process():
+    before = [tasks.announced.enqueue(f"before-{n}") for n in range(20)]
+    exits = tasks.announced.enqueue("receiver-exits")
+    after = [tasks.announced.enqueue(f"after-{n}") for n in range(20)]
+    finished = run_worker("--concurrency", "1")
+    assert finished.returncode == 0, finished.stderr
+    assert f'job={exits.id} event="a signal receiver raised"' in finished.stderr
+    assert "SystemExit: 3" in finished.stderr
+    jobs = Job.objects.all()
+    assert {job.status for job in jobs} == {JobStatus.SUCCESSFUL}
+    assert {job.crashes for job in jobs} == {0}  # no pool process died between jobs
+    assert "pool process running this attempt" not in finished.stderr
+    by_job = Counter(row.job_id for row in announcements())
+    assert by_job == {result.id: 1 for result in [*before, exits, *after]}
