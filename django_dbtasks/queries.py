@@ -32,6 +32,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
 
 from .claimed import ClaimedJob
+from .errors import latest_error_sql
 from .models import Job, Worker
 from .serialization import MAX_NESTING, deeper_than
 
@@ -1422,6 +1423,53 @@ def failed_and_cancelled_counts(
     with connection.cursor() as cursor:
         cursor.execute(FAILED_AND_CANCELLED_COUNTS, {})
         return {((row[0], row[1]), row[2]): int(row[3]) for row in cursor.fetchall()}
+
+
+#: The latest error's class, spelled as the index ``dbtasks_job_latest_error`` is built.
+_LATEST_CLASS_POSTGRES = latest_error_sql("postgresql", "exception_class_path")
+_LATEST_CLASS_SQLITE = latest_error_sql("sqlite", "exception_class_path")
+
+#: A loose index scan: each step is one probe of the index for the next class up, so
+#: the cost is one lookup per class listed, however many rows have that class.
+LATEST_ERROR_CLASSES_POSTGRES = f"""WITH RECURSIVE classes(name, listed) AS (
+    (SELECT {_LATEST_CLASS_POSTGRES}, 1 FROM {JOB}
+     WHERE {_LATEST_CLASS_POSTGRES} IS NOT NULL
+     ORDER BY 1 LIMIT 1)
+    UNION ALL
+    SELECT (
+        SELECT {_LATEST_CLASS_POSTGRES} FROM {JOB}
+        WHERE {_LATEST_CLASS_POSTGRES} > classes.name
+        ORDER BY 1 LIMIT 1
+    ), listed + 1
+    FROM classes WHERE classes.name IS NOT NULL AND listed < %(limit)s
+)
+SELECT name FROM classes WHERE name IS NOT NULL"""
+
+LATEST_ERROR_CLASSES_SQLITE = f"""WITH RECURSIVE classes(name, listed) AS (
+    SELECT MIN({_LATEST_CLASS_SQLITE}), 1 FROM {JOB}
+    WHERE {_LATEST_CLASS_SQLITE} IS NOT NULL
+    UNION ALL
+    SELECT (
+        SELECT MIN({_LATEST_CLASS_SQLITE}) FROM {JOB}
+        WHERE {_LATEST_CLASS_SQLITE} > classes.name
+    ), listed + 1
+    FROM classes WHERE classes.name IS NOT NULL AND listed < %(limit)s
+)
+SELECT name FROM classes WHERE name IS NOT NULL"""
+
+
+def latest_error_classes(connection: BaseDatabaseWrapper, limit: int) -> list[str]:
+    """The distinct exception classes of jobs' latest errors, sorted, at most ``limit``.
+
+    The admin's error filter offers them. ``SELECT DISTINCT`` would read
+    every row that has an error; this walks the index
+    ``dbtasks_job_latest_error`` from one class to the next instead.
+    """
+    postgres = _postgres(connection)
+    sql = LATEST_ERROR_CLASSES_POSTGRES if postgres else LATEST_ERROR_CLASSES_SQLITE
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"limit": limit})
+        return [str(row[0]) for row in cursor.fetchall()]
 
 
 # Testing (``django_dbtasks.testing``): a test's transaction stops PostgreSQL's clock

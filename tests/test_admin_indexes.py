@@ -76,3 +76,59 @@ def test_overview_statistics_read_only_their_indexes(large_table):
         found = scans(plan_of(sql, params))
         assert not [s for s in found if s[0] == "Seq Scan"], (sql, found)
         assert any(name == index for _, name in found), (sql, found)
+
+
+@pytest.fixture
+def errors_on_some_rows(large_table) -> None:
+    """Errors on the failed rows (three classes) and on a few retried successful ones."""
+    entry = """jsonb_build_array(jsonb_build_object('exception_class_path', %s, 'message',
+        'it broke', 'traceback', repeat('  File "x.py", line 1, in f' || chr(10), 50)))"""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {JOB} SET errors = {entry} WHERE status = 'FAILED' AND id %% 3 = 0",
+            ["builtins.ValueError"],
+        )
+        cursor.execute(
+            f"UPDATE {JOB} SET errors = {entry} WHERE status = 'FAILED' AND id %% 3 = 1",
+            ["json.decoder.JSONDecodeError"],
+        )
+        cursor.execute(
+            f"UPDATE {JOB} SET errors = {entry} WHERE status = 'FAILED' AND id %% 3 = 2",
+            ["builtins.KeyError"],
+        )
+        cursor.execute(
+            f"UPDATE {JOB} SET errors = {entry} WHERE status = 'SUCCESSFUL' AND id %% 5000 = 7",
+            ["builtins.ConnectionError"],
+        )
+        cursor.execute(f"ANALYZE {JOB}")
+
+
+def test_the_error_filter_and_its_choices_read_the_latest_error_index(errors_on_some_rows):
+    from django_dbtasks.admin.jobs import LatestErrorFilter
+    from django_dbtasks.errors import LatestError
+
+    statements: list[tuple[str, list]] = []
+
+    def keep(execute, sql, params, many, context):
+        statements.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(keep):
+        classes = queries.latest_error_classes(connection, LatestErrorFilter.most)
+    assert classes == [
+        "builtins.ConnectionError",
+        "builtins.KeyError",
+        "builtins.ValueError",
+        "json.decoder.JSONDecodeError",
+    ]
+    matching = (
+        Job.objects.alias(error_class=LatestError("exception_class_path"))
+        .filter(error_class="builtins.KeyError")
+        .order_by("-id")
+    )
+    page = matching[:50].query.sql_with_params()
+    count = matching.values("pk")[: CappedPaginator.cap + 1].query.sql_with_params()
+    for sql, params in (*statements, page, count):
+        found = scans(plan_of(sql, params))
+        assert not [s for s in found if s[0] == "Seq Scan"], (sql, found)
+        assert any(name == "dbtasks_job_latest_error" for _, name in found), (sql, found)

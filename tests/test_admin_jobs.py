@@ -11,9 +11,11 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from django_dbtasks.conf import shown
 from django_dbtasks.models import Job, JobStatus, Schedule
 from django_dbtasks.sensitive import REDACTED
 
+from .conftest import IS_POSTGRES
 from .shared_admin import (
     ADD,
     BOOM,
@@ -71,9 +73,14 @@ def test_job_list_never_counts_the_whole_table_and_has_a_fixed_query_budget(admi
     counts = [q["sql"] for q in large.captured_queries if "COUNT(" in q["sql"].upper()]
     assert counts and all("LIMIT 10001" in sql for sql in counts), counts
     assert not any("DISTINCT" in q["sql"].upper() for q in large.captured_queries)
-    # Tracebacks are not loaded for the list.
-    select = next(q["sql"] for q in large.captured_queries if "ORDER BY" in q["sql"])
-    assert '"errors"' not in select
+    # Tracebacks are not loaded for the list: of the errors, only the latest one's
+    # class and message, and the count reads ids only.
+    select = next(q["sql"] for q in large.captured_queries if '."task_path"' in q["sql"])
+    latest = r"""("errors" -> -1 ->> |json_extract\("django_dbtasks_job"."errors", '\$\[#-1\]\.)"""
+    read = re.findall(latest + r"'?(\w+)", select)
+    assert sorted(field for _, field in read) == ["exception_class_path", "message"], select
+    assert '"errors"' not in re.sub(latest, "", select) and "traceback" not in select
+    assert all("errors" not in sql for sql in counts), counts
 
 
 def test_capped_count_says_more_than(admin_client_, monkeypatch):
@@ -104,6 +111,87 @@ def test_filters_by_status_queue_and_task(admin_client_):
     assert ids("?queue=emails") == {email.pk}
     assert ids(f"?task={BOOM}") == {failed.pk}
     assert ids("") == {failed.pk, email.pk, ok.pk}
+
+
+def row_of(page: str, job_id: int) -> str:
+    """The HTML of one job's row in a list page."""
+    match = re.search(rf"<tr>(?:(?!</tr>).)*?/{job_id}/change/.*?</tr>", page, re.S)
+    assert match, job_id
+    return match.group(0)
+
+
+def decode_error(message: str, path: str = "json.decoder.JSONDecodeError") -> dict:
+    return {
+        "exception_class_path": path,
+        "traceback": f"Traceback (most recent call last):\n{path}: {message}\n",
+        "message": f"{path}: {message}",
+    }
+
+
+def test_the_error_column_shows_the_latest_errors_class_and_first_line(admin_client_):
+    retried = job(
+        JobStatus.FAILED,
+        BOOM,
+        errors=[error("first try"), decode_error("Expecting value: line 1 column 1\nsecond line")],
+    )
+    recovered = job(JobStatus.SUCCESSFUL, errors=[error("flaky <b>once</b>")])
+    clean = job(JobStatus.SUCCESSFUL)
+    odd = job(JobStatus.FAILED, errors=[error("x"), "not an entry"])
+    page = text(admin_client_.get(JOBS))
+    cell = row_of(page, retried.pk)
+    assert "<strong>JSONDecodeError</strong> Expecting value: line 1 column 1</span>" in cell
+    assert 'title="json.decoder.JSONDecodeError: Expecting value: line 1 column 1"' in cell
+    assert "first try" not in cell and "second line" not in cell
+    earlier = row_of(page, recovered.pk)
+    assert 'class="dbtasks-error-cell dbtasks-earlier"' in earlier
+    assert "<strong>ValueError</strong> flaky &lt;b&gt;once&lt;/b&gt;" in earlier
+    assert "An earlier attempt failed" in earlier
+    assert 'field-error_column">–</td>' in row_of(page, clean.pk)
+    assert 'field-error_column">–</td>' in row_of(page, odd.pk)  # the latest is no entry
+
+
+def test_the_error_filter_lists_the_latest_classes_and_selects_by_them(admin_client_):
+    decoding = job(JobStatus.FAILED, BOOM, errors=[error("a"), decode_error("b")])
+    value = job(JobStatus.FAILED, BOOM, errors=[decode_error("a"), error("b")])
+    retrying = job(JobStatus.READY, BOOM, errors=[error("c")])
+    recovered = job(JobStatus.SUCCESSFUL, errors=[error("d")])
+    job(JobStatus.SUCCESSFUL)
+    job(JobStatus.FAILED, errors={"message": "malformed"})
+
+    def ids(query: dict) -> set[int]:
+        page = text(admin_client_.get(JOBS, query))
+        return {int(i) for i in re.findall(r'name="_selected_action" value="(\d+)"', page)}
+
+    sidebar = text(admin_client_.get(JOBS))
+    sidebar = sidebar[sidebar.index('id="changelist-filter"') :]
+    assert "By latest error" in sidebar
+    assert sidebar.index("ValueError (builtins)") < sidebar.index("JSONDecodeError (json.decoder)")
+    assert "?error=json.decoder.JSONDecodeError" in sidebar
+    assert ids({"error": "builtins.ValueError"}) == {value.pk, retrying.pk, recovered.pk}
+    assert ids({"error": "json.decoder.JSONDecodeError"}) == {decoding.pk}
+    assert ids({"error": "builtins.ValueError", "status__exact": "FAILED"}) == {value.pk}
+    assert ids({"error": "builtins.KeyError"}) == set()  # a class no job has: none
+    selected = text(admin_client_.get(JOBS, {"error": "builtins.KeyError"}))
+    assert re.search(r'<li class="selected">\s*<a href="\?error=builtins.KeyError">', selected)
+
+
+@pytest.mark.parametrize(
+    "value", ["ValueError", "not a class", "builtins.", "a" * 300, ".x", "x..y", "é.<b>"]
+)
+def test_an_error_filter_value_that_is_no_class_path_is_ignored_and_explained(admin_client_, value):
+    failed = job(JobStatus.FAILED, BOOM, errors=[error("a")])
+    other = job()
+    response = admin_client_.get(JOBS, {"error": value, "status__exact": "FAILED"})
+    assert response.status_code == 200
+    page = text(response)
+    assert [str(m) for m in response.context["messages"]] == [
+        f"The error filter was ignored: {shown(value)} is not an exception class path. "
+        "Pick a class in the filter, or give its dotted path, for example "
+        "?error=builtins.ValueError."
+    ]
+    # The other filters still apply.
+    rows = {int(i) for i in re.findall(r'name="_selected_action" value="(\d+)"', page)}
+    assert rows == {failed.pk} and other.pk not in rows
 
 
 def test_search_by_id_path_and_arguments_but_not_secrets(admin_client_):
@@ -281,3 +369,28 @@ def test_non_staff_users_are_sent_to_the_login_page():
         assert response.status_code == 302 and "/admin/login/" in response["Location"], url
     anonymous = Client().get(OVERVIEW)
     assert anonymous.status_code == 302 and "/admin/login/" in anonymous["Location"]
+
+
+@pytest.mark.skipif(IS_POSTGRES, reason="SQLite's plan (test_admin_indexes checks PostgreSQL's)")
+def test_on_sqlite_the_error_filter_and_its_choices_read_the_latest_error_index():
+    from django_dbtasks import queries
+    from django_dbtasks.errors import LatestError
+
+    for _ in range(20):
+        job(JobStatus.FAILED, BOOM, errors=[error("x")])
+        job(JobStatus.SUCCESSFUL)
+    matching = Job.objects.alias(error_class=LatestError("exception_class_path"))
+    page = matching.filter(error_class="builtins.ValueError").order_by("-id")[:50]
+    statements = [
+        (queries.LATEST_ERROR_CLASSES_SQLITE.replace("%(limit)s", "50"), []),
+        page.query.sql_with_params(),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+        for sql, params in statements:
+            cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
+            steps = [row[3] for row in cursor.fetchall()]
+            reads = [step for step in steps if step.startswith(("SCAN", "SEARCH"))]
+            job_reads = [step for step in reads if "django_dbtasks_job" in step]
+            assert job_reads, steps
+            assert all("USING INDEX dbtasks_job_latest_error" in s for s in job_reads), steps

@@ -90,6 +90,54 @@ def malformed(what: str, value: Any) -> SafeString:
     )
 
 
+#: Characters of the latest error's message the job list loads per row.
+ERROR_PREVIEW_CHARS = 300
+
+
+def exception_label(path: str) -> str:
+    """``ValueError (builtins)``: the class first, where it comes from after."""
+    module, _, name = path.rpartition(".")
+    return f"{name} ({module})" if module else name
+
+
+def first_line(message: str, path: str) -> str:
+    """The first line of an error's message, without the class it often starts with.
+
+    Python writes ``ValueError: ...`` for builtins and the full path
+    (``json.decoder.JSONDecodeError: ...``) for other classes.
+    """
+    lines = message.strip().splitlines()
+    line = lines[0] if lines else ""
+    for name in (path, path.rpartition(".")[2]):
+        if line == name:
+            return ""
+        if line.startswith(f"{name}:"):
+            return line[len(name) + 1 :].strip()
+    return line
+
+
+def error_summary(path: Any, message: Any, earlier: bool = False) -> SafeString:
+    """The job list's error cell: the class in bold, then the message's first line.
+
+    ``earlier`` marks the error of a job that succeeded afterwards (muted).
+    The cell is cut by CSS to its column; the whole line is in the tooltip.
+    """
+    path, message = printable(path), printable(message)
+    name = path.rpartition(".")[2]
+    line = first_line(message, path)
+    title = f"{path}: {line}" if line else path
+    if earlier:
+        title = f"An earlier attempt failed ({title}); the job then succeeded."
+    return format_html(
+        '<span class="dbtasks-error-cell{}" title="{}"><strong>{}</strong>{}{}</span>',
+        " dbtasks-earlier" if earlier else "",
+        title,
+        name,
+        " " if line else "",
+        line,
+    )
+
+
 def short_call(args: Any, kwargs: Any, limit: int = 80) -> str:
     """``1, "a", key=2`` cut to ``limit`` characters, for one line of a list.
 

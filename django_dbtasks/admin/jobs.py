@@ -16,6 +16,7 @@ by an older or buggy version) are shown as stored, marked "malformed".
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -27,7 +28,7 @@ from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet, TextField
-from django.db.models.functions import Cast
+from django.db.models.functions import Cast, Substr
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
@@ -35,7 +36,9 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from .. import registry
+from .. import queries, registry
+from ..conf import shown
+from ..errors import LatestError
 from ..models import Job, JobStatus
 from ..sensitive import REDACTED
 from . import display, operations, setup
@@ -61,7 +64,8 @@ class CappedPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         object_list: Any = self.object_list
-        counted = object_list[: self.cap + 1].count()
+        # Ids only: the list's annotations (the latest error) would be computed per row.
+        counted = object_list.values("pk")[: self.cap + 1].count()
         self.capped = counted > self.cap
         return min(counted, self.cap)
 
@@ -155,6 +159,56 @@ class TaskFilter(FixedChoicesFilter):
         return registry.registered_paths()
 
 
+#: An exception class path as ``exception_path`` writes it: ``module.Qualified.Name``.
+EXCEPTION_PATH = re.compile(r"(?:[^\W\d]\w*|<locals>)(?:\.(?:[^\W\d]\w*|<locals>))+")
+
+
+class LatestErrorFilter(admin.SimpleListFilter):
+    """Jobs by their latest error's exception class, as the error column shows it.
+
+    The choices come from ``queries.latest_error_classes`` (one index probe
+    per class, at most ``most``), the rows from the same index: neither reads
+    jobs that never failed. A value that cannot be a class path is ignored,
+    with a message saying what the filter takes.
+    """
+
+    title = "latest error"
+    parameter_name = "error"
+    #: Classes listed at most (the rarest beyond it are reached by their URL).
+    most = 50
+
+    def __init__(self, request: HttpRequest, params: Any, model: Any, model_admin: Any) -> None:
+        super().__init__(request, params, model, model_admin)
+        value = self.value()
+        if value is not None and not self.is_class_path(value):
+            del self.used_parameters[self.parameter_name]
+            messages.warning(
+                request,
+                f"The error filter was ignored: {shown(value)} is not an exception class "
+                "path. Pick a class in the filter, or give its dotted path, for example "
+                "?error=builtins.ValueError.",
+            )
+
+    @staticmethod
+    def is_class_path(value: str) -> bool:
+        return len(value) <= 255 and EXCEPTION_PATH.fullmatch(value) is not None
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        paths = queries.latest_error_classes(setup.connection(), self.most)
+        value = self.value()
+        if value is not None and value not in paths and self.is_class_path(value):
+            paths.append(value)  # a class beyond the first ``most`` stays selectable
+        return [(path, display.exception_label(path)) for path in paths]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value is None:
+            return queryset
+        return queryset.alias(_error_class=LatestError("exception_class_path")).filter(
+            _error_class=value
+        )
+
+
 class EnqueuedFilter(admin.DateFieldListFilter):
     """Django's date filter; a date typed without a time zone is read in the current one.
 
@@ -220,6 +274,7 @@ class JobAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
         "id",
         "task",
         "status_column",
+        "error_column",
         "queue_column",
         "priority",
         "attempts_column",
@@ -244,6 +299,7 @@ class JobAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
         AliasFilter,
         QueueFilter,
         TaskFilter,
+        LatestErrorFilter,
         ("enqueued_at", EnqueuedFilter),
     ]
     # A worker's "running jobs" link, and a schedule's "jobs of this schedule".
@@ -330,8 +386,12 @@ class JobAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
         queryset = super().get_queryset(request)
         match = request.resolver_match
         if match is not None and match.url_name == "django_dbtasks_job_changelist":
-            # Tracebacks and return values can be large; the list shows neither.
-            queryset = queryset.defer("errors", "return_value", "lease_token")
+            # Tracebacks and return values can be large; the list shows neither, only
+            # the latest error's class and the start of its one-line message.
+            queryset = queryset.defer("errors", "return_value", "lease_token").annotate(
+                error_class=LatestError("exception_class_path"),
+                error_message=Substr(LatestError("message"), 1, display.ERROR_PREVIEW_CHARS),
+            )
         return queryset
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
@@ -376,6 +436,18 @@ class JobAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
         if job.status != JobStatus.RUNNING:
             return badge
         return format_html("{} {}", badge, display.progress_bar(job.progress, job.progress_message))
+
+    @admin.display(description="error")
+    def error_column(self, job: Job) -> SafeString | str:
+        """The latest error's class and the first line of its message (none: "–")."""
+        path = getattr(job, "error_class", None)
+        if path is None:
+            return "–"
+        return display.error_summary(
+            path,
+            getattr(job, "error_message", None) or "",
+            earlier=job.status == JobStatus.SUCCESSFUL,
+        )
 
     @admin.display(description="queue")
     def queue_column(self, job: Job) -> str:
