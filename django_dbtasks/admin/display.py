@@ -35,6 +35,19 @@ def status_badge(status: str, label: str) -> SafeString:
     )
 
 
+def task_path(path: str) -> SafeString:
+    """A task path that a narrow column breaks before the function's name, not inside it.
+
+    The module (``myproject.billing.tasks.``) is small and quiet, the
+    function's name at full size; the text is still the whole path, so a
+    search of the page, a screen reader and a copy see it unchanged.
+    """
+    module, dot, name = printable(path).rpartition(".")
+    if not dot:
+        return format_html("{}", name)
+    return format_html('<span class="dbtasks-module">{}.</span><wbr>{}', module, name)
+
+
 def progress_bar(percent: int | None, message: str) -> SafeString:
     """A native progress bar and the task's last message (indeterminate when no percentage)."""
     if percent is None:
@@ -52,15 +65,20 @@ def progress_bar(percent: int | None, message: str) -> SafeString:
 
 
 def moment(value: datetime | None) -> SafeString | str:
-    """A compact local time for list columns ("Nov 22 13:34:05"), the full one on hover."""
+    """A compact local time for list columns ("Nov 22 13:34:05"), the full one on hover.
+
+    The day and the time are two parts, so a narrow column puts the time
+    under the day rather than pushing the next columns away.
+    """
     if value is None:
         return "–"
     local = timezone.localtime(value)
     return format_html(
-        '<time datetime="{}" title="{}">{}</time>',
+        '<time datetime="{}" title="{}"><span class="dbtasks-day">{}</span> {}</time>',
         value.isoformat(),
         local.isoformat(sep=" ", timespec="milliseconds"),
-        local.strftime("%b %d %H:%M:%S"),
+        local.strftime("%b %d"),
+        local.strftime("%H:%M:%S"),
     )
 
 
