@@ -549,7 +549,9 @@ FAIL_POSTGRES = f"""UPDATE {JOB} AS job SET
         ELSE now()
     END,
     errors = (CASE WHEN jsonb_typeof(job.errors) = 'array' THEN job.errors ELSE '[]' END)
-        || jsonb_build_array(failed.error),
+        || jsonb_build_array(failed.error || jsonb_build_object(
+            'started_at', job.last_attempted_at, 'finished_at', now(), 'worker_id', job.claimed_by
+        )),
     claimed_by = '',
     lease_token = NULL,
     lease_expires_at = NULL,
@@ -579,7 +581,10 @@ FAIL_SQLITE = f"""UPDATE {JOB} SET
     errors = json_insert(
         CASE WHEN json_type({JOB}.errors) = 'array' THEN {JOB}.errors ELSE '[]' END,
         '$[#]',
-        json(failed.error)
+        json_set(
+            json(failed.error), '$.started_at', {JOB}.last_attempted_at,
+            '$.finished_at', {SQLITE_NOW}, '$.worker_id', {JOB}.claimed_by
+        )
     ),
     claimed_by = '',
     lease_token = NULL,
@@ -604,8 +609,12 @@ def fail_many(
     goes back to READY after ``retry_in`` seconds while it has attempts left
     (the row's own ``attempts < max_attempts`` decides), else it is FAILED;
     ``retry_in=None`` fails it for good. Either way the entry is appended to
-    its errors. Each row is only updated while its token still matches (this
-    worker still holds the lease), like ``complete_many``.
+    its errors, with what the row knows of the attempt added: ``started_at``
+    (its ``last_attempted_at``), ``finished_at`` (now) and ``worker_id`` (the
+    claim's holder), so the job's page can show each attempt's times and
+    worker after later attempts (or a retry from the admin) changed the row.
+    Each row is only updated while its token still matches (this worker
+    still holds the lease), like ``complete_many``.
     """
     if not failures:
         return {}
@@ -724,7 +733,9 @@ RESCUE_POSTGRES = f"""UPDATE {JOB} SET
     errors = CASE
         WHEN crashes > 0 AND crashes + 1 >= %(max_crashes)s
         THEN (CASE WHEN jsonb_typeof(errors) = 'array' THEN errors ELSE '[]' END)
-            || jsonb_build_array(%(poison)s::jsonb)
+            || jsonb_build_array(%(poison)s::jsonb || jsonb_build_object(
+                'started_at', last_attempted_at, 'finished_at', now(), 'worker_id', claimed_by
+            ))
         ELSE errors
     END,
     attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,
@@ -748,7 +759,10 @@ RESCUE_SQLITE = f"""UPDATE {JOB} SET
         THEN json_insert(
             CASE WHEN json_type(errors) = 'array' THEN errors ELSE '[]' END,
             '$[#]',
-            json(%(poison)s)
+            json_set(
+                json(%(poison)s), '$.started_at', last_attempted_at,
+                '$.finished_at', {SQLITE_NOW}, '$.worker_id', claimed_by
+            )
         )
         ELSE errors
     END,
@@ -777,7 +791,10 @@ def rescue_expired(
     kills its worker is failed after ``max(max_crashes, 2)`` deaths, and the
     jobs claimed beside it run again, cleared. Safe when several workers
     rescue at once: the WHERE clause is re-checked on the locked row, so each
-    job is taken once. Returns ``(id, task_path, new_status)`` per rescued job.
+    job is taken once. The poison entry gets the attempt's ``started_at``,
+    the rescue as its ``finished_at`` (the death was earlier, within the
+    lease) and the dead worker's ``worker_id``, as ``fail_many`` adds them.
+    Returns ``(id, task_path, new_status)`` per rescued job.
     """
     sql = RESCUE_POSTGRES if _postgres(connection) else RESCUE_SQLITE
     params: dict[str, Any] = {"max_crashes": max_crashes, "poison": json.dumps(poison_error)}
@@ -1231,7 +1248,7 @@ CANCEL_POSTGRES = f"""UPDATE {JOB} SET
     status = 'CANCELLED',
     finished_at = now(),
     errors = (CASE WHEN jsonb_typeof(errors) = 'array' THEN errors ELSE '[]' END)
-        || jsonb_build_array(%(error)s::jsonb)
+        || jsonb_build_array(%(error)s::jsonb || jsonb_build_object('finished_at', now()))
 WHERE {{ids}} AND status = 'READY' AND (%(backend)s::text IS NULL OR backend = %(backend)s)
 RETURNING id"""
 
@@ -1241,7 +1258,7 @@ CANCEL_SQLITE = f"""UPDATE {JOB} SET
     errors = json_insert(
         CASE WHEN json_type(errors) = 'array' THEN errors ELSE '[]' END,
         '$[#]',
-        json(%(error)s)
+        json_set(json(%(error)s), '$.finished_at', {SQLITE_NOW})
     )
 WHERE {{ids}} AND status = 'READY' AND (%(backend)s IS NULL OR backend = %(backend)s)
 RETURNING id"""
@@ -1266,7 +1283,8 @@ def cancel_many(
     alias's job is not ours, even on the same database); None is any alias
     (the admin). The status condition is checked on the row as it is
     updated: a job a worker claimed in the meantime is RUNNING by the time
-    this statement sees it, and is not touched.
+    this statement sees it, and is not touched. The error entry gets the
+    time of the cancellation as its ``finished_at``.
     """
     if not job_ids:
         return []

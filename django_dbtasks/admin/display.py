@@ -10,8 +10,10 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.contrib.admin.utils import quote
+from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 #: Badge colours per status, readable in the admin's light and dark themes.
@@ -64,14 +66,14 @@ def progress_bar(percent: int | None, message: str) -> SafeString:
     return format_html('{} <span class="dbtasks-progress-message">{}</span>', bar, message)
 
 
-def moment(value: datetime | None) -> SafeString | str:
+def moment(value: datetime | None, missing: str = "–") -> SafeString | str:
     """A compact local time for list columns ("Nov 22 13:34:05"), the full one on hover.
 
     The day and the time are two parts, so a narrow column puts the time
     under the day rather than pushing the next columns away.
     """
     if value is None:
-        return "–"
+        return missing
     local = timezone.localtime(value)
     return format_html(
         '<time datetime="{}" title="{}"><span class="dbtasks-day">{}</span> {}</time>',
@@ -202,3 +204,23 @@ def ago(moment: datetime | None) -> str:
     if seconds < 0:
         return f"in {duration(-seconds)}"
     return f"{duration(seconds)} ago"
+
+
+def worker_links(ids: list[Any]) -> SafeString:
+    """Links to workers' pages; an id that is not text or a number is shown, unlinked."""
+    return format_html_join(
+        ", ",
+        "{}",
+        (
+            (
+                format_html(
+                    '<a href="{}">{}</a>',
+                    reverse("admin:django_dbtasks_worker_change", args=[quote(str(w))]),
+                    w,
+                )
+                if isinstance(w, str | int) and not isinstance(w, bool) and str(w)
+                else json_text(w),
+            )
+            for w in ids
+        ),
+    )

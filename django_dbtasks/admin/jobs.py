@@ -23,7 +23,7 @@ from typing import Any, cast
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.contrib.admin.utils import flatten_fieldsets, quote
+from django.contrib.admin.utils import flatten_fieldsets
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
@@ -33,7 +33,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpR
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
 from django.utils.functional import cached_property
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from .. import queries, registry
@@ -41,7 +41,7 @@ from ..conf import shown
 from ..errors import LatestError
 from ..models import Job, JobStatus
 from ..sensitive import REDACTED
-from . import display, operations, setup
+from . import attempts, display, operations, setup
 from .lookups import CheckedChangeList, DeclaredLookupsOnly
 from .overview import overview_view
 
@@ -239,34 +239,6 @@ class EnqueuedFilter(admin.DateFieldListFilter):
 def is_job_id(text: str) -> bool:
     """Whether ``text`` reads as a job id: ASCII digits only (``"²".isdigit()`` is true)."""
     return text.isascii() and text.isdigit()
-
-
-def worker_links(ids: list[Any]) -> SafeString:
-    """Links to workers' pages; an id that is not text or a number is shown, unlinked."""
-    return format_html_join(
-        ", ",
-        "{}",
-        (
-            (
-                format_html(
-                    '<a href="{}">{}</a>',
-                    reverse("admin:django_dbtasks_worker_change", args=[quote(str(w))]),
-                    w,
-                )
-                if isinstance(w, str | int) and not isinstance(w, bool) and str(w)
-                else display.json_text(w),
-            )
-            for w in ids
-        ),
-    )
-
-
-def error_lines(entry: Any) -> tuple[str, str]:
-    """One failed attempt's summary and traceback; an entry of the wrong shape, as stored."""
-    if not isinstance(entry, dict):
-        return "Malformed entry, shown as stored:", display.json_text(entry)
-    summary = entry.get("message") or entry.get("exception_class_path") or ""
-    return display.printable(summary), display.printable(entry.get("traceback") or "")
 
 
 class JobAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
@@ -486,9 +458,9 @@ class JobAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
         """Who holds the job now, else who ran it last."""
         ran: Any = job.worker_ids
         if job.claimed_by:
-            return worker_links([job.claimed_by])
+            return display.worker_links([job.claimed_by])
         if isinstance(ran, list) and ran:
-            return worker_links(ran[-1:])
+            return display.worker_links(ran[-1:])
         return "–" if ran in (None, []) else "malformed"
 
     @admin.display(description="arguments")
@@ -529,20 +501,17 @@ class JobAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
 
     @admin.display(description="errors")
     def errors_display(self, job: Job) -> SafeString | str:
-        """Every failed attempt, oldest first: its one-line summary and its traceback."""
+        """Where the failed attempts are (the top of the page), or the value if malformed."""
         errors: Any = job.errors
         if errors is None or errors == []:
             return "–"
         if not isinstance(errors, list):
             return display.malformed("errors should be a JSON list", errors)
-        return format_html_join(
-            "",
-            '<div class="dbtasks-error"><p><strong>{}.</strong> {}</p>'
-            '<pre class="dbtasks-traceback">{}</pre></div>',
-            (
-                (f"Attempt {number}", *error_lines(entry))
-                for number, entry in enumerate(errors, start=1)
-            ),
+        count = len(errors)
+        return format_html(
+            '<a href="#dbtasks-attempts">{} failed attempt{}</a>, shown at the top of this page.',
+            count,
+            "" if count == 1 else "s",
         )
 
     @admin.display(description="schedule")
@@ -559,7 +528,7 @@ class JobAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
             return "–"
         if not isinstance(ran, list):
             return display.malformed("worker_ids should be a JSON list", ran)
-        return worker_links(ran)
+        return display.worker_links(ran)
 
     # Actions
 
@@ -629,6 +598,9 @@ class JobAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
         form_url: str = "",
         obj: Any = None,
     ) -> HttpResponse:
+        if obj is not None:
+            context["attempts"] = attempts.history(obj)
+            context["attempts_title"] = attempts.title(obj, context["attempts"])
         operate = obj is not None and self.can_operate(request)
         context["can_retry"] = operate and obj.status in (JobStatus.FAILED, JobStatus.CANCELLED)
         context["can_cancel"] = operate and obj.status == JobStatus.READY
