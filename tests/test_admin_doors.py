@@ -393,10 +393,12 @@ def test_any_error_filter_value_gives_its_jobs_or_a_clear_answer(viewer):
     @given(value=st.one_of(class_paths, values))
     @example(value="builtins.ValueError")
     @example(value="\udc80")
+    @example(value="no class\x00")
     def check(value):
         response = viewer.get(f"{JOBS}?error={encode(value)}")
         if response.status_code == 302:  # a NUL character: Django's invalid lookup
             assert "\x00" in value and response["Location"].endswith("?e=1")
+            assert not messages_of(viewer.get(JOBS))  # and no message left for the next page
             return
         assert response.status_code == 200, value
         content = page_text(response)

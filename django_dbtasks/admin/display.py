@@ -78,10 +78,30 @@ def moment(value: datetime | None, missing: str = "–") -> SafeString | str:
     return format_html(
         '<time datetime="{}" title="{}"><span class="dbtasks-day">{}</span> {}</time>',
         value.isoformat(),
-        local.isoformat(sep=" ", timespec="milliseconds"),
+        precise(value),
         local.strftime("%b %d"),
         local.strftime("%H:%M:%S"),
     )
+
+
+def moment_long(value: datetime | None, missing: str = "–") -> SafeString | str:
+    """A local time for a page: ``2026-12-02 18:28:18 UTC (12.3 s ago)``, the full one on hover."""
+    if value is None:
+        return missing
+    local = timezone.localtime(value)
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time> <span class="dbtasks-ago">({})</span>',
+        value.isoformat(),
+        precise(value),
+        local.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        ago(value),
+    )
+
+
+def precise(value: datetime) -> str:
+    """A time to the microsecond, in the current time zone, with its offset and name."""
+    local = timezone.localtime(value)
+    return f"{local.isoformat(timespec='microseconds')} {local.tzname() or ''}".rstrip()
 
 
 def printable(value: Any) -> str:
@@ -174,19 +194,23 @@ def short_call(args: Any, kwargs: Any, limit: int = 80) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """``850 ms``, ``12.3 s``, ``4 min 05 s``, ``2 h 03 min``, ``3 d 4 h``."""
+    """``850 ms``, ``12.3 s``, ``4 min 5 s``, ``2 h 3 min``, ``3 d 4 h`` (``4 min``: no zero)."""
     if seconds is None:
         return "–"
-    if seconds < 1:
+    if seconds < 0.9995:  # what would round to "1000 ms" reads "1.0 s"
         return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
+    if seconds < 59.95:  # and what would round to "60.0 s", "1 min"
         return f"{seconds:.1f} s"
-    whole = int(seconds)
+    whole = max(60, int(seconds))
     if whole < 3600:
-        return f"{whole // 60} min {whole % 60:02d} s"
+        return _two(whole // 60, "min", whole % 60, "s")
     if whole < 86400:
-        return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
-    return f"{whole // 86400} d {whole % 86400 // 3600} h"
+        return _two(whole // 3600, "h", whole % 3600 // 60, "min")
+    return _two(whole // 86400, "d", whole % 86400 // 3600, "h")
+
+
+def _two(first: int, unit: str, second: int, second_unit: str) -> str:
+    return f"{first} {unit}" if second == 0 else f"{first} {unit} {second} {second_unit}"
 
 
 def between(start: datetime | None, end: datetime | None) -> float | None:

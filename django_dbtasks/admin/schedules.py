@@ -32,6 +32,7 @@ from ..scheduler import InvalidSchedule, Scheduler
 from ..serialization import MAX_NESTING, deeper_than
 from . import display, setup
 from .lookups import DeclaredLookupsOnly
+from .times import TimesWithSeconds
 
 
 def _refuse_constant(name: str) -> Any:
@@ -146,7 +147,7 @@ class ScheduleForm(forms.ModelForm):
         field.choices = choices
 
 
-class ScheduleAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
+class ScheduleAdmin(DeclaredLookupsOnly, TimesWithSeconds, admin.ModelAdmin):
     form = ScheduleForm
     list_display = [
         "name",

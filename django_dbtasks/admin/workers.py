@@ -22,6 +22,7 @@ from django.utils.safestring import SafeString
 from ..models import Job, JobStatus, Worker, WorkerQuerySet, WorkerState
 from . import display, setup
 from .lookups import CheckedChangeList, DeclaredLookupsOnly
+from .times import TimesWithSeconds
 
 #: Badge colours per state.
 STATE_COLOURS = {
@@ -75,7 +76,7 @@ def queue_names(worker: Worker) -> list[str]:
     return [name for name in queues if isinstance(name, str)]
 
 
-class WorkerAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
+class WorkerAdmin(DeclaredLookupsOnly, TimesWithSeconds, admin.ModelAdmin):
     list_display = [
         "id",
         "state_column",
