@@ -1425,6 +1425,113 @@ def finished_per_minute(
         return [((row[0], row[1]), row[2], int(row[3]), int(row[4])) for row in cursor.fetchall()]
 
 
+#: The finished jobs of a window, newest first and at most ``%(most)s``: the range on
+#: ``finished_at`` with the finished statuses, spelled as the partial index
+#: ``dbtasks_job_finished`` is (SQLite uses a partial index only for its very condition),
+#: reads that index backwards. A cancelled job never ran: it has no run time.
+_RECENT_POSTGRES = f"""SELECT backend, task_path, status, finished_at,
+        CASE WHEN status <> 'CANCELLED'
+            THEN EXTRACT(EPOCH FROM (finished_at - last_attempted_at))::float8
+        END AS seconds
+    FROM {JOB}
+    WHERE status IN ('SUCCESSFUL', 'FAILED', 'CANCELLED')
+        AND finished_at >= now() + make_interval(secs => %(age)s)
+    ORDER BY finished_at DESC
+    LIMIT %(most)s"""
+
+TASK_STATS_POSTGRES = f"""WITH recent AS ({_RECENT_POSTGRES})
+SELECT backend, task_path,
+    COUNT(*) FILTER (WHERE status = 'SUCCESSFUL'),
+    COUNT(*) FILTER (WHERE status = 'FAILED'),
+    percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds),
+    percentile_cont(0.95) WITHIN GROUP (ORDER BY seconds),
+    EXTRACT(EPOCH FROM (now() - MIN(finished_at)))
+FROM recent
+GROUP BY backend, task_path
+HAVING COUNT(*) FILTER (WHERE status <> 'CANCELLED') > 0"""
+
+_RECENT_SQLITE = f"""SELECT backend, task_path, status, finished_at,
+        CASE WHEN status <> 'CANCELLED'
+            THEN (julianday(finished_at) - julianday(last_attempted_at)) * 86400.0
+        END AS seconds
+    FROM {JOB}
+    WHERE status IN ('SUCCESSFUL', 'FAILED', 'CANCELLED')
+        AND finished_at >= STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now', %(age)s)
+    ORDER BY finished_at DESC
+    LIMIT %(most)s"""
+
+
+def _percentile_cont_sqlite(fraction: str) -> str:
+    """PostgreSQL's ``percentile_cont``, over ``ranked``: the value at rank ``f * (n - 1)``,
+    interpolated between the two values around it (SQLite has no percentile function)."""
+    rank = f"({fraction} * (timed - 1))"
+    low = f"CAST({rank} AS INTEGER)"
+    return (
+        f"SUM(CASE WHEN below = {low} THEN seconds * (1 - ({rank} - {low}))"
+        f" WHEN below = {low} + 1 THEN seconds * ({rank} - {low}) ELSE 0 END)"
+    )
+
+
+TASK_STATS_SQLITE = f"""WITH recent AS MATERIALIZED ({_RECENT_SQLITE}),
+ranked AS (
+    SELECT backend, task_path, seconds,
+        ROW_NUMBER() OVER (PARTITION BY backend, task_path ORDER BY seconds) - 1 AS below,
+        COUNT(*) OVER (PARTITION BY backend, task_path) AS timed
+    FROM recent WHERE seconds IS NOT NULL
+),
+percentiles AS (
+    SELECT backend, task_path,
+        {_percentile_cont_sqlite("0.5")} AS p50,
+        {_percentile_cont_sqlite("0.95")} AS p95
+    FROM ranked GROUP BY backend, task_path
+)
+SELECT recent.backend, recent.task_path,
+    SUM(CASE WHEN status = 'SUCCESSFUL' THEN 1 ELSE 0 END),
+    SUM(CASE WHEN status = 'FAILED' THEN 1 ELSE 0 END),
+    MIN(percentiles.p50),
+    MIN(percentiles.p95),
+    (julianday('now') - julianday(MIN(finished_at))) * 86400.0
+FROM recent LEFT JOIN percentiles
+    ON percentiles.backend = recent.backend AND percentiles.task_path = recent.task_path
+GROUP BY recent.backend, recent.task_path
+HAVING SUM(CASE WHEN status <> 'CANCELLED' THEN 1 ELSE 0 END) > 0"""
+
+
+def task_stats(
+    connection: BaseDatabaseWrapper, minutes: int, most: int
+) -> list[tuple[tuple[str, str], int, int, float | None, float | None, float]]:
+    """Per ``(alias, task_path)`` over the last ``minutes``: jobs that succeeded, that failed,
+    the median and 95th percentile of their run time (s), and the oldest one's age (s).
+
+    One statement, bounded twice: by the window (a range on ``finished_at``,
+    through ``dbtasks_job_finished``) and by ``most``, the newest finished
+    jobs it reads at most, so a busy hour costs no more than ``most`` rows.
+    When the window holds more, the figures are those of the newest ``most``
+    jobs, and the ages say how far back they go. The run time is the last
+    attempt's (``last_attempted_at`` to ``finished_at``): retry delays are
+    not run time. Both dialects compute ``percentile_cont``, linear
+    interpolation between the two nearest ranks (SQLite's by window
+    functions), so they give the same figures. Cancelled jobs never ran: they
+    are read (the index holds them) but counted nowhere, and a task with
+    only cancelled jobs has no row.
+    """
+    postgres = _postgres(connection)
+    sql = TASK_STATS_POSTGRES if postgres else TASK_STATS_SQLITE
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"age": _seconds(postgres, -60 * minutes), "most": most})
+        return [
+            (
+                (row[0], row[1]),
+                int(row[2]),
+                int(row[3]),
+                None if row[4] is None else float(row[4]),
+                None if row[5] is None else float(row[5]),
+                float(row[6] or 0),
+            )
+            for row in cursor.fetchall()
+        ]
+
+
 FAILED_AND_CANCELLED_COUNTS = f"""SELECT backend, queue_name, status, COUNT(*) FROM {JOB}
 WHERE status IN ('FAILED', 'CANCELLED') GROUP BY backend, queue_name, status"""
 

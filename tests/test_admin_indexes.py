@@ -15,7 +15,7 @@ from django_dbtasks.admin.jobs import CappedPaginator
 from django_dbtasks.models import Job
 
 from .conftest import postgres_only
-from .plans import plan_of, scans
+from .plans import explain, index_rows_read, plan_of, scans, uses_index
 
 pytestmark = [pytest.mark.django_db, postgres_only]
 
@@ -132,3 +132,31 @@ def test_the_error_filter_and_its_choices_read_the_latest_error_index(errors_on_
         found = scans(plan_of(sql, params))
         assert not [s for s in found if s[0] == "Seq Scan"], (sql, found)
         assert any(name == "dbtasks_job_latest_error" for _, name in found), (sql, found)
+
+
+def test_the_per_task_figures_read_the_finished_index_and_at_most_their_sample(large_table):
+    """A busy hour (5,000 jobs): the statement reads the newest ``most`` rows, no more."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {JOB} SET finished_at = now() - (id % 3000) * interval '1 second',"
+            " last_attempted_at = now() - (id % 3000) * interval '1 second' - interval '2 s'"
+            " WHERE id % 12 = 0 AND status = 'SUCCESSFUL'"
+        )
+        cursor.execute(f"ANALYZE {JOB}")
+    statements: list[tuple[str, dict]] = []
+
+    def keep(execute, sql, params, many, context):
+        statements.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(keep):
+        rows = queries.task_stats(connection, 60, 1000)
+    assert sum(ok + failed for _, ok, failed, *_ in rows) == 1000
+    (sql, params), *others = statements
+    assert not others
+    with connection.cursor() as cursor:
+        plan = explain(cursor, sql, params, "ANALYZE, FORMAT JSON")
+    found = scans(plan)
+    assert not [s for s in found if s[0] == "Seq Scan"], found
+    assert uses_index(plan, "dbtasks_job_finished"), found
+    assert index_rows_read(plan, "dbtasks_job_finished") <= 1000, found
