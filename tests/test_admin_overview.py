@@ -118,7 +118,7 @@ def test_per_task_figures_of_the_last_hour(admin_client_):
     # The most failures first: ADD (2 of 10) before BOOM (1 of 1).
     assert table.index(f'data-task="{ADD}"') < table.index(f'data-task="{BOOM}"')
     assert _task_stat(page, ADD, "finished") == "10"
-    assert _task_stat(page, ADD, "per-minute") == "0.2"  # 10 in 60 minutes
+    assert _task_stat(page, ADD, "per-minute") == "0.17"  # 10 in 60 minutes
     assert _task_stat(page, ADD, "failed") == "2"
     assert _task_stat(page, ADD, "failure-rate") == "20.0%"
     # percentile_cont, on both databases: the median of 2..20 is 11, the 95th percentile
