@@ -351,6 +351,17 @@ class Schedule(models.Model):
         null=True, blank=True, help_text=_("Blank: the task's priority.")
     )
     enabled = models.BooleanField(default=True)
+    # When (and by whom) an operator turned it off: set, it stays off across worker
+    # starts even if code declares it; null, code may turn a code schedule on again.
+    disabled_by = models.CharField(
+        max_length=150,
+        blank=True,
+        default="",
+        db_default="",
+        editable=False,
+        help_text=_("The admin user who disabled it (kept off until enabled in the admin)."),
+    )
+    disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
     missed = models.CharField(max_length=8, choices=MissedFires.choices, default=MissedFires.LATEST)
     from_code = models.BooleanField(
         default=False, editable=False, help_text=_("Declared with periodic() in code.")
@@ -387,6 +398,27 @@ class Schedule(models.Model):
             if update_fields is not None and "next_fire_at" not in update_fields:
                 kwargs["update_fields"] = [*update_fields, "next_fire_at"]
         super().save(*args, **kwargs)
+
+    @property
+    def disabled_by_operator(self) -> bool:
+        """Turned off by a person (in the admin), so syncs from code leave it off."""
+        return not self.enabled and self.disabled_at is not None
+
+    def set_enabled(self, enabled: bool, by: str = "", using: str | None = None) -> bool:
+        """Turn the schedule on or off for an operator; return whether it changed.
+
+        Off records who and when, so ``sync_declared()`` never turns it on again;
+        on clears that and (``save()``) computes the next fire time from now.
+        """
+        if self.enabled if enabled else self.disabled_by_operator:
+            return False  # already so (an "off" because code dropped it becomes an operator's)
+        self.enabled = enabled
+        self.disabled_by = "" if enabled else by
+        self.disabled_at = None if enabled else django_timezone.now()
+        self.save(
+            using=using, update_fields=["enabled", "disabled_by", "disabled_at", "updated_at"]
+        )
+        return True
 
     def clean_fields(self, exclude: Any = None) -> None:
         """Django's checks per field, but deep ``args``/``kwargs`` are left to ``clean()``.
