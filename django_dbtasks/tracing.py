@@ -299,8 +299,8 @@ def _parent(job: ClaimedJob) -> Any:
     if not job.trace_context:
         return None
     try:
-        return propagate.extract(job.trace_context)
-    except Exception:  # a propagator that chokes on a stored value: a trace of its own
+        return propagate.extract(job.trace_context, otel_context.get_current())
+    except Exception:  # a propagator that chokes on a stored value: as if there were none
         return None
 
 
