@@ -318,6 +318,11 @@ HOSTILE_CONTEXTS = [
     {"traceparent": "00-00000000000000000000000000000000-0000000000000000-01"},
     {"traceparent": "00-" + "a" * 5000},
     {"tracestate": "x=" * 3000},
+    # a context enqueue() never writes: far longer than any propagator's
+    {
+        "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "tracestate": "vendor=" + "v" * 5000,
+    },
     {"nested": {"deeper": {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736"}}},
     7,
     True,
