@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -125,6 +126,19 @@ def test_the_run_is_a_child_of_the_enqueue_inside_the_web_request(spans):
     assert attributes["messaging.django_dbtasks.outcome"] == "SUCCESSFUL"
     assert attributes["messaging.client.id"] == job.worker_ids[-1]
     assert run.status.status_code is StatusCode.UNSET and not run.events
+
+
+@pytest.mark.django_db(transaction=True)  # aenqueue() writes from another thread
+def test_delay_and_aenqueue_are_traced_as_enqueue(spans):
+    with trace.get_tracer("tests").start_as_current_span("request"):
+        delayed = tasks.add.delay(1, 2)
+        awaited = async_to_sync(tasks.add.aenqueue)(3, 4)
+    spans_by_job = {
+        span.attributes["messaging.message.id"]: span for span in named(spans, "enqueue ")
+    }
+    assert sorted(spans_by_job) == sorted([str(delayed.id), str(awaited.id)])
+    for result in (delayed, awaited):
+        assert stored_parent(result.id) == hex_ids(spans_by_job[str(result.id)])
 
 
 @pytest.mark.django_db
