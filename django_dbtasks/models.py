@@ -129,6 +129,11 @@ class Job(models.Model):
     lease_token = models.UUIDField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
 
+    # The trace context of the code that enqueued the job (W3C ``traceparent`` and
+    # ``tracestate``, or whatever the configured propagator writes), so that each run's
+    # span joins that trace; NULL when nothing was being traced (see ``tracing.py``).
+    trace_context = models.JSONField(null=True, blank=True, editable=False)
+
     objects = JobQuerySet.as_manager()
 
     class Meta:

@@ -3,8 +3,9 @@
 Two dialects share the same statements: PostgreSQL (production) and SQLite
 (the embedded default). Each statement is written whole, once per dialect,
 as a module constant (``CLAIM_POSTGRES``, ``CLAIM_SQLITE``); the few holes in
-braces are lists of values (see ``_in``) or the rows of a batch, filled in by
-small cached builders. Parameters are named (``%(lease)s``, so a literal
+braces are lists of values (see ``_in``), the rows of a batch, or the trace
+context column of a job enqueued inside a trace, filled in by small cached
+builders. Parameters are named (``%(lease)s``, so a literal
 ``%`` is ``%%``); a VALUES list, in which each value is used once, is bound
 by position.
 
@@ -196,8 +197,37 @@ def _claimed(row: Any) -> ClaimedJob:
         enqueued_at=_when(row[9]),
         started_at=_when(row[10]),
         worker_ids=worker_ids,
+        trace_context=_trace_context(row[12]),
         unrunnable=unrunnable,
     )
+
+
+#: Most characters a trace context may hold (W3C's ``traceparent`` is 55, its
+#: ``tracestate`` at most about 600): a row that holds more was not written by enqueue().
+MAX_TRACE_CONTEXT_CHARS = 4096
+
+
+def _trace_context(value: Any) -> dict[str, str] | None:
+    """A row's trace context as a propagator reads it, or None.
+
+    None too for a value that is not a small JSON object of strings (a row written
+    some other way): the job then runs in a trace of its own, and its claim, and
+    the jobs claimed beside it, are not disturbed.
+    """
+    if value is None or (isinstance(value, str) and len(value) > MAX_TRACE_CONTEXT_CHARS):
+        return None
+    try:
+        carrier = _json(value)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(carrier, dict):
+        return None
+    size = 0
+    for key, text in carrier.items():
+        if not isinstance(text, str):
+            return None
+        size += len(key) + len(text)
+    return carrier if size <= MAX_TRACE_CONTEXT_CHARS else None
 
 
 # Claims and fencing
@@ -220,12 +250,14 @@ _CLAIM_UPDATE_POSTGRES = f"""UPDATE {JOB} AS job SET
     WHERE job.id = candidates.id
     RETURNING job.id, job.task_path, job.queue_name, job.priority, job.args, job.kwargs,
         job.attempts, job.max_attempts, job.lease_token, job.enqueued_at, job.started_at,
-        job.worker_ids"""
+        job.worker_ids, job.trace_context"""
 
-#: The claimed rows as one JSON document (both PostgreSQL claims).
+#: The claimed rows as one JSON document (both PostgreSQL claims). The JSON columns a
+#: row's writer chose (arguments, trace context) stay text inside it, so that however
+#: deep one of them nests, the document itself decodes, and only that job fails.
 _CLAIMED_DOCUMENT_POSTGRES = """SELECT json_agg(json_build_array(
     id, task_path, queue_name, priority, args::text, kwargs::text, attempts, max_attempts,
-    lease_token, enqueued_at, started_at, worker_ids
+    lease_token, enqueued_at, started_at, worker_ids, trace_context::text
 ))::text FROM claimed"""
 
 #: The queues a claim serves, as rows of ``queues(name)``: the worker's list...
@@ -347,7 +379,7 @@ WHERE id IN (
     SELECT id FROM ({{lanes}}) ORDER BY priority DESC, run_after, id LIMIT %(limit)s
 )
 RETURNING id, task_path, queue_name, priority, args, kwargs, attempts, max_attempts,
-    lease_token, enqueued_at, started_at, worker_ids"""
+    lease_token, enqueued_at, started_at, worker_ids, trace_context"""
 
 #: One queue's part of the SQLite claim (``{{queue}}``: its name's condition).
 #: Each queue is read on its own, in the ready index's order, so no queue's
@@ -957,7 +989,7 @@ def insert_cursor(connection: BaseDatabaseWrapper) -> Iterator[Any]:
 INSERT_POSTGRES = f"""INSERT INTO {JOB} (
     backend, task_path, queue_name, priority, max_attempts, run_after, args, kwargs,
     unique_key, schedule_id, scheduled_for,
-    status, attempts, crashes, errors, worker_ids, claimed_by
+    status, attempts, crashes, errors, worker_ids, claimed_by{{trace_column}}
 ) VALUES {{rows}}{{conflict}}
 RETURNING id, enqueued_at"""
 
@@ -969,13 +1001,13 @@ INSERT_ROW_POSTGRES = """(
     %(backend)s, %(task_path)s, %(queue_name)s, %(priority)s, %(max_attempts)s,
     COALESCE(%(run_after)s, statement_timestamp()), %(args_{i})s::jsonb, %(kwargs_{i})s::jsonb,
     %(unique_key)s, %(schedule_id)s, %(scheduled_for)s,
-    'READY', 0, 0, '[]', '[]', ''
+    'READY', 0, 0, '[]', '[]', ''{trace_value}
 )"""
 
 INSERT_SQLITE = f"""INSERT INTO {JOB} (
     backend, task_path, queue_name, priority, max_attempts, run_after, args, kwargs,
     unique_key, schedule_id, scheduled_for,
-    status, attempts, crashes, errors, worker_ids, claimed_by
+    status, attempts, crashes, errors, worker_ids, claimed_by{{trace_column}}
 ) VALUES {{rows}}{{conflict}}
 RETURNING id, enqueued_at"""
 
@@ -983,7 +1015,7 @@ INSERT_ROW_SQLITE = f"""(
     %(backend)s, %(task_path)s, %(queue_name)s, %(priority)s, %(max_attempts)s,
     COALESCE(%(run_after)s, {SQLITE_NOW}), %(args_{{i}})s, %(kwargs_{{i}})s,
     %(unique_key)s, %(schedule_id)s, %(scheduled_for)s,
-    'READY', 0, 0, '[]', '[]', ''
+    'READY', 0, 0, '[]', '[]', ''{{trace_value}}
 )"""
 
 #: A unique job whose key has a READY or RUNNING job is not inserted: the partial
@@ -1012,28 +1044,28 @@ ON CONFLICT (schedule_id, scheduled_for)
 #: them to the calls by id. ``enqueued_at`` comes back as text, in UTC: Django's
 #: loader of a timestamptz is Python, two microseconds a row, and the rows of one
 #: statement share one time, which ``insert_batch`` parses once.
-INSERT_BATCH_POSTGRES = f"""INSERT INTO {JOB} (
+_INSERT_BATCH_POSTGRES = f"""INSERT INTO {JOB} (
     backend, task_path, queue_name, priority, max_attempts, run_after, args, kwargs,
-    status, attempts, crashes, errors, worker_ids, claimed_by
+    status, attempts, crashes, errors, worker_ids, claimed_by{{trace_column}}
 )
 SELECT
     %(backend)s, %(task_path)s, %(queue_name)s, %(priority)s, %(max_attempts)s,
     COALESCE(%(run_after)s, statement_timestamp()), call.pair -> 0, call.pair -> 1,
-    'READY', 0, 0, '[]', '[]', ''
+    'READY', 0, 0, '[]', '[]', ''{{trace_value}}
 FROM jsonb_array_elements(%(calls)s::jsonb) WITH ORDINALITY AS call(pair, n)
 ORDER BY call.n
 RETURNING id, (enqueued_at AT TIME ZONE 'UTC')::text"""
 
 #: ``INSERT_BATCH_POSTGRES`` on SQLite. ``json_extract`` gives an array or object as
 #: its JSON text, without the encoder's spaces (the values read back are the same).
-INSERT_BATCH_SQLITE = f"""INSERT INTO {JOB} (
+_INSERT_BATCH_SQLITE = f"""INSERT INTO {JOB} (
     backend, task_path, queue_name, priority, max_attempts, run_after, args, kwargs,
-    status, attempts, crashes, errors, worker_ids, claimed_by
+    status, attempts, crashes, errors, worker_ids, claimed_by{{trace_column}}
 )
 SELECT
     %(backend)s, %(task_path)s, %(queue_name)s, %(priority)s, %(max_attempts)s,
     COALESCE(%(run_after)s, {SQLITE_NOW}), call.args, call.kwargs,
-    'READY', 0, 0, '[]', '[]', ''
+    'READY', 0, 0, '[]', '[]', ''{{trace_value}}
 FROM (
     SELECT json_extract(value, '$[0]') AS args, json_extract(value, '$[1]') AS kwargs, key
     FROM json_each(%(calls)s)
@@ -1041,15 +1073,29 @@ FROM (
 ORDER BY call.key
 RETURNING id, enqueued_at"""
 
+#: The holes ``{trace_column}`` and ``{trace_value}`` of the INSERTs above. A job
+#: enqueued inside a trace (see ``tracing.py``) stores its trace context, one
+#: parameter that every row of the statement shares; any other job leaves the
+#: holes empty, and its INSERT is the statement without them, byte for byte.
+_UNTRACED = {"trace_column": "", "trace_value": ""}
+_TRACED_POSTGRES = {"trace_column": ", trace_context", "trace_value": ", %(trace_context)s::jsonb"}
+_TRACED_SQLITE = {"trace_column": ", trace_context", "trace_value": ", %(trace_context)s"}
+
+INSERT_BATCH_POSTGRES = _INSERT_BATCH_POSTGRES.format(**_UNTRACED)
+INSERT_BATCH_SQLITE = _INSERT_BATCH_SQLITE.format(**_UNTRACED)
+INSERT_BATCH_TRACED_POSTGRES = _INSERT_BATCH_POSTGRES.format(**_TRACED_POSTGRES)
+INSERT_BATCH_TRACED_SQLITE = _INSERT_BATCH_SQLITE.format(**_TRACED_SQLITE)
+
 
 @functools.lru_cache(maxsize=64)
-def _insert_sql(postgres: bool, rows: int, conflict: str) -> str:
-    """The INSERT of ``rows`` calls."""
+def _insert_sql(postgres: bool, rows: int, conflict: str, traced: bool = False) -> str:
+    """The INSERT of ``rows`` calls, with the trace context column if ``traced``."""
     template, row = (
         (INSERT_POSTGRES, INSERT_ROW_POSTGRES) if postgres else (INSERT_SQLITE, INSERT_ROW_SQLITE)
     )
-    values = ", ".join(row.format(i=i) for i in range(rows))
-    return template.format(rows=values, conflict=conflict)
+    holes = _UNTRACED if not traced else _TRACED_POSTGRES if postgres else _TRACED_SQLITE
+    values = ", ".join(row.format(i=i, trace_value=holes["trace_value"]) for i in range(rows))
+    return template.format(rows=values, conflict=conflict, trace_column=holes["trace_column"])
 
 
 def insert_jobs(
@@ -1065,6 +1111,7 @@ def insert_jobs(
     unique_key: str | None = None,
     schedule_id: int | None = None,
     scheduled_for: datetime | None = None,
+    trace_context: dict[str, str] | None = None,
 ) -> list[tuple[int, datetime | None]]:
     """Insert one READY job per ``(args_json, kwargs_json)`` in one statement.
 
@@ -1078,7 +1125,8 @@ def insert_jobs(
     ``scheduled_for`` None for a fire outside the schedule's times) is one
     call, and is skipped when its partial unique index already has a row:
     the list is then empty. The database decides, so racing inserts of the
-    same key or fire time insert one row.
+    same key or fire time insert one row. ``trace_context`` (every row's) is
+    stored only when given, by the statement that has its column.
     """
     if not calls:
         return []
@@ -1102,7 +1150,10 @@ def insert_jobs(
         "schedule_id": schedule_id,
         "scheduled_for": None if scheduled_for is None else adapt(scheduled_for),
     }
-    sql = _insert_sql(postgres, len(calls), conflict)
+    traced = trace_context is not None
+    if traced:
+        params["trace_context"] = json.dumps(trace_context)
+    sql = _insert_sql(postgres, len(calls), conflict, traced)
     for i, (args, kwargs) in enumerate(calls):
         params[f"args_{i}"] = args
         params[f"kwargs_{i}"] = kwargs
@@ -1121,13 +1172,15 @@ def insert_batch(
     max_attempts: int,
     run_after: datetime | None,
     calls: str,
+    trace_context: dict[str, str] | None = None,
 ) -> list[tuple[int, datetime | None]]:
     """Insert one READY job per element of ``calls``, a JSON ``[[args, kwargs], ...]``.
 
     ``enqueue_many()``'s INSERT, in one statement: the jobs of ``insert_jobs``
     without a unique key or a fire (a plain job conflicts with nothing), their
     arguments in one parameter. Returns ``(id, enqueued_at)`` per call, in
-    the document's order. Runs in the caller's transaction.
+    the document's order. Runs in the caller's transaction. ``trace_context``
+    as in ``insert_jobs``.
     """
     adapt = connection.ops.adapt_datetimefield_value
     params = {
@@ -1139,7 +1192,12 @@ def insert_batch(
         "run_after": None if run_after is None else adapt(run_after),
         "calls": calls,
     }
-    sql = INSERT_BATCH_POSTGRES if _postgres(connection) else INSERT_BATCH_SQLITE
+    postgres = _postgres(connection)
+    if trace_context is None:
+        sql = INSERT_BATCH_POSTGRES if postgres else INSERT_BATCH_SQLITE
+    else:
+        sql = INSERT_BATCH_TRACED_POSTGRES if postgres else INSERT_BATCH_TRACED_SQLITE
+        params["trace_context"] = json.dumps(trace_context)
     with insert_cursor(connection) as cursor:
         cursor.execute(sql, params)
         return _inserted(cursor.fetchall())

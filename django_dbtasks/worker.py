@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
 from django.utils.crypto import get_random_string
 
-from . import announcing, queries, registry
+from . import announcing, queries, registry, tracing
 from .backend import DatabaseBackend
 from .batching import Pace, claim_size
 from .claimed import ClaimedJob
@@ -365,6 +365,7 @@ class WorkerLoop:
             if outcome is None:
                 runnable.append(job)
             else:
+                tracing.record_attempt(job, outcome.error or {}, outcome.duration)
                 failed.append(Finished(job, outcome))
         self.outcomes.add(failed, time.monotonic())
         self.pool.submit(runnable)

@@ -35,7 +35,14 @@ from .conftest import ROOT
 
 DOCS = ROOT / "docs"
 RUN_PAGES = ["quickstart.md", "celery.md"]
-ALL_PAGES = [*RUN_PAGES, "configuration.md", "writing-tasks.md", "deployment.md", "testing.md"]
+ALL_PAGES = [
+    *RUN_PAGES,
+    "configuration.md",
+    "writing-tasks.md",
+    "deployment.md",
+    "testing.md",
+    "tracing.md",
+]
 FINISHED = {"SUCCESSFUL", "FAILED", "CANCELLED"}
 
 FENCE = re.compile(
