@@ -290,7 +290,7 @@ class DatabaseBackend(BaseTaskBackend):
         ``task_enqueued`` per result. The rest is per batch: one check per
         shape of call, one JSON document and one INSERT per 1,000 jobs, one
         look-up of the signal's receivers (see docs/performance.md), and one
-        span, whose context every job of the call keeps (docs/observability.md).
+        span, whose context every job of the call keeps (docs/tracing.md).
         """
         with tracing.enqueueing(task, self.alias, "enqueue_many") as traced:
             return self._enqueue_many(task, calls, traced)

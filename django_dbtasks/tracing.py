@@ -9,7 +9,7 @@ whether a tracer provider (an SDK) is configured. Only a job enqueued inside a
 trace stores a context, with its own INSERT (see ``queries``); every other job
 is inserted by the statement it always was.
 
-The spans follow OpenTelemetry's messaging conventions (docs/observability.md
+The spans follow OpenTelemetry's messaging conventions (docs/tracing.md
 lists their names and attributes). ``enqueue``/``enqueue_many`` is a PRODUCER
 span, and the context the configured propagator writes for it (W3C
 ``traceparent`` and ``tracestate`` by default) goes into ``Job.trace_context``.
