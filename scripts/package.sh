@@ -33,7 +33,8 @@ pip_install() {
 echo "== Building the sdist and the wheel into dist/"
 python3 -m venv "$WORK/tools"
 pip_install "$WORK/tools" build twine
-rm -rf dist
+# A stale egg-info's SOURCES.txt would put files in the sdist that MANIFEST.in no longer names.
+rm -rf dist build ./*.egg-info
 # setuptools warns that it cannot byte-compile when the caller's environment forbids it.
 if ! env -u PYTHONDONTWRITEBYTECODE "$WORK/tools/bin/python" -m build --outdir dist . \
   >"$WORK/build.log" 2>&1; then
@@ -46,6 +47,7 @@ if grep -E "^WARNING [^:]|^warning: |Warning: " "$WORK/build.log"; then
   echo "package: the build printed the warnings above; fix setup.cfg or MANIFEST.in"
   exit 1
 fi
+rm -rf build ./*.egg-info
 ls dist
 
 echo "== twine check --strict (at ${SECONDS} s)"
