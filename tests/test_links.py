@@ -146,4 +146,6 @@ def test_installs_name_the_distribution_not_the_other_project(page: str) -> None
             for name in re.findall(r"django[-_.]dbtasks[\w.-]*", line.split("#")[0]):
                 assert name == "django-dbtasks-queue", f"{page}: {line.strip()}"
     extra = re.search(r"django-dbtasks(?!-queue)\[\w+\]", text)
-    assert extra is None, f"{page} names {extra and extra[0]}: the extras are django-dbtasks-queue's"
+    assert extra is None, (
+        f"{page} names {extra and extra[0]}: the extras are django-dbtasks-queue's"
+    )
