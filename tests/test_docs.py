@@ -11,7 +11,8 @@ Every ```python block of docs/quickstart.md and docs/celery.md is one of:
   jobs it enqueued are then run by a real worker and must all succeed.
 
 The ``bash`` blocks of every page we own name only existing ``manage.py``
-commands and options those commands accept.
+commands and options those commands accept. Links are checked by test_links.py,
+the installed package by scripts/package.sh.
 """
 
 from __future__ import annotations
