@@ -1321,54 +1321,63 @@ def prune(
         return cursor.rowcount
 
 
-# Statistics (the admin's overview)
+# Statistics (``inspection``: the admin's overview, ``manage.py tasks``, the metrics)
 
 
-READY_STATS_POSTGRES = f"""SELECT
-    backend, queue_name, COUNT(*),
-    SUM(CASE WHEN run_after <= now() THEN 1 ELSE 0 END),
-    EXTRACT(EPOCH FROM (now() - MIN(run_after) FILTER (WHERE run_after <= now())))
-FROM {JOB} WHERE status = 'READY' GROUP BY backend, queue_name"""
+#: Per ``(alias, queue)`` and status: how many jobs, how many are due (READY), and the
+#: oldest due one's wait in seconds; see ``queue_counts``. ``%(settled)s`` false leaves
+#: out the FAILED and CANCELLED rows (PostgreSQL skips that arm without reading it).
+QUEUE_COUNTS_POSTGRES = f"""SELECT backend, queue_name, 'READY', COUNT(*),
+    COUNT(*) FILTER (WHERE run_after <= now()),
+    EXTRACT(EPOCH FROM (now() - MIN(run_after) FILTER (WHERE run_after <= now())))::float
+FROM {JOB} WHERE status = 'READY' GROUP BY backend, queue_name
+UNION ALL
+SELECT backend, queue_name, 'RUNNING', COUNT(*), 0, NULL
+FROM {JOB} WHERE status = 'RUNNING' GROUP BY backend, queue_name
+UNION ALL
+SELECT backend, queue_name, status, COUNT(*), 0, NULL
+FROM {JOB} WHERE status IN ('FAILED', 'CANCELLED') AND %(settled)s
+GROUP BY backend, queue_name, status"""
 
-READY_STATS_SQLITE = f"""SELECT
-    backend, queue_name, COUNT(*),
+QUEUE_COUNTS_SQLITE = f"""SELECT backend, queue_name, 'READY', COUNT(*),
     SUM(CASE WHEN run_after <= {SQLITE_NOW} THEN 1 ELSE 0 END),
     (julianday('now') - julianday(MIN(CASE WHEN run_after <= {SQLITE_NOW} THEN run_after END)))
         * 86400.0
-FROM {JOB} WHERE status = 'READY' GROUP BY backend, queue_name"""
+FROM {JOB} WHERE status = 'READY' GROUP BY backend, queue_name
+UNION ALL
+SELECT backend, queue_name, 'RUNNING', COUNT(*), 0, NULL
+FROM {JOB} WHERE status = 'RUNNING' GROUP BY backend, queue_name
+UNION ALL
+SELECT backend, queue_name, status, COUNT(*), 0, NULL
+FROM {JOB} WHERE status IN ('FAILED', 'CANCELLED') AND %(settled)s
+GROUP BY backend, queue_name, status"""
 
 
-def ready_stats(
-    connection: BaseDatabaseWrapper,
-) -> list[tuple[tuple[str, str], int, int, float | None]]:
-    """Per ``(alias, queue)``: READY jobs, how many are due, the oldest due one's wait (s).
+def queue_counts(
+    connection: BaseDatabaseWrapper, settled: bool = True
+) -> list[tuple[tuple[str, str], str, int, int, float | None]]:
+    """Per ``(alias, queue)`` and status: ``(key, status, jobs, due, oldest due wait)``.
 
-    Reads only READY rows (the partial index ``dbtasks_job_ready`` holds
-    exactly those), so its cost follows the backlog, not the table's history.
+    READY rows give all three numbers (``due``: ``run_after`` has passed), RUNNING,
+    FAILED and CANCELLED rows their count; ``settled=False`` leaves the last two
+    out (the metrics scrape: their history is the counters' business). One
+    statement, each arm bounded by a partial index (``dbtasks_job_ready``,
+    ``dbtasks_job_running_lease``, ``dbtasks_job_failed``): the cost follows
+    what waits, runs and failed, never the finished history.
     """
-    sql = READY_STATS_POSTGRES if _postgres(connection) else READY_STATS_SQLITE
+    sql = QUEUE_COUNTS_POSTGRES if _postgres(connection) else QUEUE_COUNTS_SQLITE
     with connection.cursor() as cursor:
-        cursor.execute(sql, {})
+        cursor.execute(sql, {"settled": settled})
         return [
             (
                 (row[0], row[1]),
-                int(row[2]),
-                int(row[3] or 0),
-                None if row[4] is None else float(row[4]),
+                row[2],
+                int(row[3]),
+                int(row[4] or 0),
+                None if row[5] is None else float(row[5]),
             )
             for row in cursor.fetchall()
         ]
-
-
-RUNNING_COUNTS = f"""SELECT backend, queue_name, COUNT(*) FROM {JOB}
-WHERE status = 'RUNNING' GROUP BY backend, queue_name"""
-
-
-def running_counts(connection: BaseDatabaseWrapper) -> dict[tuple[str, str], int]:
-    """RUNNING jobs per ``(alias, queue)`` (the partial index ``dbtasks_job_running_lease``)."""
-    with connection.cursor() as cursor:
-        cursor.execute(RUNNING_COUNTS, {})
-        return {(row[0], row[1]): int(row[2]) for row in cursor.fetchall()}
 
 
 FINISHED_PER_MINUTE_POSTGRES = f"""SELECT
@@ -1406,22 +1415,82 @@ def finished_per_minute(
         return [((row[0], row[1]), row[2], int(row[3]), int(row[4])) for row in cursor.fetchall()]
 
 
-FAILED_AND_CANCELLED_COUNTS = f"""SELECT backend, queue_name, status, COUNT(*) FROM {JOB}
-WHERE status IN ('FAILED', 'CANCELLED') GROUP BY backend, queue_name, status"""
+#: Jobs FAILED since ``%(age)s`` ago, grouped by task and the exception class of their
+#: last error, largest groups first: see ``recent_failures``. ``{queues}``: all, or a list.
+RECENT_FAILURES_POSTGRES = f"""WITH failed AS (
+    SELECT id, task_path, finished_at,
+        CASE WHEN jsonb_typeof(errors) = 'array' AND jsonb_array_length(errors) > 0
+            THEN errors -> -1 ->> 'exception_class_path' END AS exception
+    FROM {JOB}
+    WHERE status = 'FAILED' AND finished_at >= now() + make_interval(secs => %(age)s)
+        AND backend = %(backend)s AND {{queues}}
+), groups AS (
+    SELECT task_path, exception, COUNT(*) AS jobs, MAX(finished_at) AS latest_at,
+        MAX(id) AS latest_id
+    FROM failed GROUP BY task_path, exception
+    ORDER BY jobs DESC, latest_id DESC LIMIT %(limit)s
+)
+SELECT groups.task_path, groups.exception, groups.jobs, groups.latest_at, groups.latest_id,
+    CASE WHEN jsonb_typeof(job.errors) = 'array' THEN job.errors -> -1 ->> 'message' END
+FROM groups JOIN {JOB} AS job ON job.id = groups.latest_id
+ORDER BY groups.jobs DESC, groups.latest_id DESC"""
+
+RECENT_FAILURES_SQLITE = f"""WITH failed AS (
+    SELECT id, task_path, finished_at,
+        CASE WHEN json_valid(errors) AND json_type(errors) = 'array'
+            AND json_array_length(errors) > 0
+            THEN json_extract(errors, '$[#-1].exception_class_path') END AS exception
+    FROM {JOB}
+    WHERE status = 'FAILED'
+        AND finished_at >= STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now', %(age)s)
+        AND backend = %(backend)s AND {{queues}}
+), groups AS (
+    SELECT task_path, exception, COUNT(*) AS jobs, MAX(finished_at) AS latest_at,
+        MAX(id) AS latest_id
+    FROM failed GROUP BY task_path, exception
+    ORDER BY jobs DESC, latest_id DESC LIMIT %(limit)s
+)
+SELECT groups.task_path, groups.exception, groups.jobs, groups.latest_at, groups.latest_id,
+    CASE WHEN json_valid(job.errors) AND json_type(job.errors) = 'array'
+        THEN json_extract(job.errors, '$[#-1].message') END
+FROM groups JOIN {JOB} AS job ON job.id = groups.latest_id
+ORDER BY groups.jobs DESC, groups.latest_id DESC"""
 
 
-def failed_and_cancelled_counts(
+@functools.lru_cache(maxsize=64)
+def _recent_failures_sql(postgres: bool, queues: int) -> str:
+    listed = _in(postgres, "queue_name", "queue", queues) if queues else "1 = 1"
+    return (RECENT_FAILURES_POSTGRES if postgres else RECENT_FAILURES_SQLITE).format(queues=listed)
+
+
+def recent_failures(
     connection: BaseDatabaseWrapper,
-) -> dict[tuple[tuple[str, str], str], int]:
-    """FAILED and CANCELLED jobs of all time, per ``((alias, queue), status)``.
+    backend: str,
+    seconds: float,
+    limit: int,
+    queues: Sequence[str] = (),
+) -> list[tuple[str, str | None, int, datetime | None, int, Any]]:
+    """Jobs failed for good in the last ``seconds``, by task and exception class.
 
-    These are the rows an operator acts on, and few: the partial index
-    ``dbtasks_job_failed`` holds exactly them, so this stays cheap however
-    many successful jobs the table keeps.
+    Rows of ``(task_path, exception_class_path, jobs, latest finished_at,
+    latest job id, latest message)``, the largest group first; the exception
+    is that of each job's last error (None: the row holds none). Reads FAILED
+    rows of the window only, through ``dbtasks_job_finished`` (or
+    ``dbtasks_job_failed``), then one row per group for its latest message.
     """
+    postgres = _postgres(connection)
+    params = {
+        "age": _seconds(postgres, -seconds),
+        "backend": backend,
+        "limit": limit,
+        **_in_params(postgres, "queue", list(queues)),
+    }
     with connection.cursor() as cursor:
-        cursor.execute(FAILED_AND_CANCELLED_COUNTS, {})
-        return {((row[0], row[1]), row[2]): int(row[3]) for row in cursor.fetchall()}
+        cursor.execute(_recent_failures_sql(postgres, len(queues)), params)
+        return [
+            (row[0], row[1], int(row[2]), _when(row[3]), int(row[4]), row[5])
+            for row in cursor.fetchall()
+        ]
 
 
 # Testing (``django_dbtasks.testing``): a test's transaction stops PostgreSQL's clock
