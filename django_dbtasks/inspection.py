@@ -129,8 +129,14 @@ class Snapshot:
     workers: list[WorkerSnapshot]
     liveness: float
 
-    def queue(self, alias: str, name: str) -> QueueSnapshot | None:
-        return next((q for q in self.queues if q.alias == alias and q.name == name), None)
+    def only(self, names: Iterable[str]) -> Snapshot:
+        """The part about the queues ``names``: those queues, and the workers serving one."""
+        wanted = set(names)
+        return Snapshot(
+            queues=[queue for queue in self.queues if queue.name in wanted],
+            workers=[w for w in self.workers if any(w.serves(w.alias, n) for n in wanted)],
+            liveness=self.liveness,
+        )
 
 
 def queue_names(worker: Worker) -> list[str]:

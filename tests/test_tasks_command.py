@@ -7,13 +7,16 @@ database's clock, so an old heartbeat is exactly what a dead worker leaves).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
+import time
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
@@ -123,3 +126,105 @@ def test_status_refuses_an_unknown_queue_and_says_which_exist():
     assert done.returncode == 1
     assert "Unknown queue 'nope'" in done.stderr and "'default', 'emails', 'low'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# health: against real workers, one dead
+
+
+def health(*args: str, **env: str) -> tuple[int, str]:
+    """``tasks health ARGS`` in its own process: its exit code and what it printed."""
+    done = tasks_command("health", *args, **env)
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.returncode, done.stdout
+
+
+def quick_health(*args: str) -> tuple[int, str]:
+    """``tasks health ARGS`` in this process (the workers are still real processes)."""
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as exited:
+        call_command("tasks", "health", *args, stdout=out)
+    return int(exited.value.code), out.getvalue()
+
+
+def test_health_passes_then_warns_of_a_death_then_fails_an_unserved_queue(start_worker):
+    start_worker("--queue", "default", "--queue", "low", "--grace-period", "0")
+    serves_emails = registered(start_worker("--queue", "emails", "--grace-period", "0").pid)
+    wait_until(lambda: Worker.objects.count() == 2)
+    code, out = health()
+    assert code == 0 and out.startswith("OK - 3 queue(s), 2 live worker(s)"), out
+
+    dead = killed(start_worker("--queue", "emails", "--no-scheduler"))
+    code, out = health()
+    assert code == 1 and out.startswith("WARNING - worker "), out
+    assert f"({dead.id}) died: no heartbeat for 10m" in out
+
+    # A due job no live worker serves: the one that served "emails" has stopped.
+    os.kill(serves_emails.pid, signal.SIGTERM)
+    wait_until(lambda: Worker.objects.filter(id=serves_emails.id, stopped_at__isnull=False))
+    Job.objects.create(task_path=tasks.record_email.module_path, queue_name="emails")
+    code, out = health("--json")
+    document = json.loads(out)
+    assert code == 2 and document["status"] == "critical" and document["exit_code"] == 2
+    assert document["checks"] == ["unserved", "wait", "died"]
+    assert [(p["check"], p["severity"], p["queue"]) for p in document["problems"]] == [
+        ("unserved", "critical", "emails"),
+        ("died", "warning", ""),
+    ]
+    assert document["problems"][1]["worker"] == dead.id
+    # The healthy part alone: the dead worker served "emails" only.
+    code, out = quick_health("--queue", "default", "--queue", "low")
+    assert code == 0 and out.startswith("OK - 2 queue(s)"), out
+
+
+def test_health_of_this_hosts_worker_by_hostname_and_by_pid(start_worker):
+    worker = start_worker("--grace-period", "0")
+    live = registered(worker.pid)
+    assert health("--hostname", "--heartbeat-within", "5")[0] == 0
+    assert quick_health("--pid", str(live.pid))[0] == 0
+    assert quick_health("--hostname", live.hostname)[0] == 0
+    assert quick_health("--heartbeat-within", "5")[0] == 0  # alone: this host's worker
+    missing = "no running worker on another-host (none registered, or it stopped)."
+    assert quick_health("--hostname", "another-host") == (
+        2,
+        f"CRITICAL - {missing}\nCRITICAL: {missing}\n",
+    )
+    assert quick_health("--pid", str(live.pid + 1))[0] == 2
+
+    os.killpg(worker.pid, signal.SIGSTOP)  # frozen: its heartbeat stops, its row stays
+    try:
+        time.sleep(1.5)
+        code, out = quick_health("--pid", str(live.pid), "--heartbeat-within", "1")
+        assert code == 2 and f"the worker pid {live.pid} on {live.hostname} last heartbeated" in out
+    finally:
+        os.killpg(worker.pid, signal.SIGCONT)
+    wait_until(lambda: quick_health("--pid", str(live.pid), "--heartbeat-within", "1")[0] == 0)
+
+
+def test_health_max_wait_and_require_workers(start_worker):
+    registered(start_worker("--queue", "default", "--grace-period", "0").pid)
+    now = queries.database_now(connection)
+    Job.objects.create(
+        task_path=tasks.record_email.module_path,
+        queue_name="emails",
+        run_after=now - timedelta(seconds=120),
+    )
+    assert quick_health("--max-wait", "600")[0] == 0
+    code, out = health("--max-wait", "60")
+    assert code == 2 and "queue 'emails': the oldest due job has waited 2m" in out
+    code, out = quick_health("--require-workers", "--json")
+    problems = json.loads(out)["problems"]
+    assert code == 2 and {(p["check"], p["queue"]) for p in problems} == {
+        ("no-worker", "emails"),
+        ("no-worker", "low"),
+    }
+
+
+#: A database name no server has, and a file SQLite cannot create (its directory is missing).
+NO_SUCH_DATABASE = "/dbtasks-no-such-directory/no-such-database"
+
+
+def test_health_is_unknown_when_the_job_table_cannot_be_read():
+    code, out = health(DBTASKS_TEST_DB_NAME=NO_SUCH_DATABASE)
+    assert code == 3 and out.startswith("UNKNOWN - Cannot read the job table"), out
+    code, out = health("--json", DBTASKS_TEST_DB_NAME=NO_SUCH_DATABASE)
+    assert code == 3 and json.loads(out)["status"] == "unknown"

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import django
+from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from .. import inspection, queries
+from .. import alerts, inspection, queries
 from . import display, setup
 
 #: Minutes the chart and the "last hour" figures cover.
@@ -158,13 +159,22 @@ def refresh_seconds(value: str) -> int:
     return REFRESH
 
 
+def warn(request: HttpRequest, now: inspection.Snapshot) -> None:
+    """The health rules' problems as the admin's warning messages, above the page."""
+    limits = alerts.wait_limits(inspection.database_backends())
+    for problem in alerts.default_problems(now, limits):
+        messages.warning(request, problem.message, fail_silently=True)
+
+
 def overview_view(model_admin: Any) -> Callable[[HttpRequest], HttpResponse]:
     """The view, bound to the job admin (its permissions, its admin site)."""
 
     def view(request: HttpRequest) -> HttpResponse:
         if not model_admin.has_view_permission(request):
             raise PermissionDenied
-        queues = collect()
+        now = snapshot()
+        queues = collect(now)
+        warn(request, now)
         context = {
             **model_admin.admin_site.each_context(request),
             "title": "Task queues",

@@ -1,29 +1,63 @@
 """``manage.py tasks``: look at the queues from the shell (``status``, ``failed``, ``health``).
 
-Thin: each subcommand parses its options, reads ``inspection`` (and for
-``health`` applies ``alerts``), and prints text for people or, with
-``--json``, the documented shape for programs (docs/operations.md).
+Thin: each subcommand parses its options, reads ``inspection`` (``health``
+then applies ``alerts``, the overview's rules) and prints what ``reports``
+writes: text for people, or with ``--json`` the shape docs/operations.md
+documents. ``health`` exits as a Nagios plugin: 0 OK, 1 warning, 2
+critical, 3 unknown (the job table could not be read).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
-from datetime import datetime
+import argparse
+import socket
+import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
-from django_dbtasks import inspection
+from django_dbtasks import alerts, inspection
 from django_dbtasks.backend import DatabaseBackend
-from django_dbtasks.durations import short
+from django_dbtasks.conf import DAY, MAXIMUMS
+from django_dbtasks.durations import seconds_at_most, whole_number
+from django_dbtasks.management import reports
 from django_dbtasks.management.backends import (
     add_backend_argument,
     chosen_queues,
     database_backend,
 )
 from django_dbtasks.outages import first_line
+
+#: Linux's largest process id (``pid_max`` at most 2**22).
+MAX_PID = 2**22
+
+
+def wait_seconds(value: str) -> float:
+    limit, _, why = MAXIMUMS["ALERT_WAIT_SECONDS"]
+    seconds = seconds_at_most(value, limit, why.split(";")[0])
+    if seconds == 0:
+        raise argparse.ArgumentTypeError("must be more than 0 seconds (leave it out: no limit)")
+    return seconds
+
+
+def heartbeat_seconds(value: str) -> float:
+    seconds = seconds_at_most(value, DAY, "a heartbeat that old is a dead worker's")
+    if seconds == 0:
+        raise argparse.ArgumentTypeError("must be more than 0 seconds, such as 30")
+    return seconds
+
+
+def process_id(value: str) -> int:
+    return whole_number(value, MAX_PID, "no process has a larger id")
+
+
+def host_name(value: str) -> str:
+    if not value.strip():
+        raise argparse.ArgumentTypeError(
+            "needs a host name; give --hostname alone for this machine's"
+        )
+    return value.strip()
 
 
 class Command(BaseCommand):
@@ -32,6 +66,9 @@ class Command(BaseCommand):
         "'failed' (recent failures by task and exception) and 'health' (an exit code for "
         "probes and Nagios). Each takes --json. 'manage.py tasks SUBCOMMAND --help' for more."
     )
+    # Read-only, and a probe runs it every few seconds: the system checks are
+    # 'manage.py check's business (some open the database, which must fail as UNKNOWN).
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         commands = parser.add_subparsers(
@@ -47,6 +84,57 @@ class Command(BaseCommand):
             "heartbeat, and each job it runs with how long it has run.",
         )
         self._common(status)
+        self._health_arguments(
+            commands.add_parser(
+                "health",
+                help="Exit 0 when healthy, else 1 (warning) or 2 (critical): for liveness "
+                "and readiness probes and Nagios.",
+                description="Without options, checks the admin overview's rules: a queue "
+                "with due jobs and no live worker (critical), an oldest due job waiting "
+                "longer than ALERT_WAIT_SECONDS (warning), a worker that died in the last "
+                "hour (warning). Options choose other checks instead, each critical when "
+                "it fails. Prints what failed and why; exits 3 if the job table cannot be "
+                "read. Example liveness probe: 'manage.py tasks health --hostname "
+                "--heartbeat-within 30'.",
+            )
+        )
+
+    def _health_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--require-workers",
+            action="store_true",
+            help="Every queue has at least one live worker, whether jobs wait or not.",
+        )
+        parser.add_argument(
+            "--max-wait",
+            type=wait_seconds,
+            metavar="SECONDS",
+            help="The oldest due job of each queue has waited less than SECONDS.",
+        )
+        parser.add_argument(
+            "--hostname",
+            nargs="?",
+            const=socket.gethostname(),
+            type=host_name,
+            metavar="NAME",
+            help="A worker on this host (NAME, default this machine's name: "
+            f"{socket.gethostname()}) heartbeated within --heartbeat-within seconds.",
+        )
+        parser.add_argument(
+            "--pid",
+            type=process_id,
+            metavar="PID",
+            help="The worker with this process id (on --hostname, default this machine) "
+            "heartbeated within --heartbeat-within seconds.",
+        )
+        parser.add_argument(
+            "--heartbeat-within",
+            type=heartbeat_seconds,
+            metavar="SECONDS",
+            help="For --hostname and --pid (alone: this host's worker). Default: the "
+            "backend's LEASE, after which a worker counts as dead.",
+        )
+        self._common(parser)
 
     @staticmethod
     def _common(parser: CommandParser) -> None:
@@ -58,21 +146,39 @@ class Command(BaseCommand):
             help="Only this queue (repeatable). Default: every queue.",
         )
         parser.add_argument(
-            "--json", action="store_true", help="Print JSON (shape: docs/operations.md)."
+            "--json", action="store_true", help="Print JSON (its shape: docs/operations.md)."
         )
         add_backend_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         backend = database_backend(options["backend"])
         queues = chosen_queues(backend, options["queues"]) if options["queues"] else []
+        if options["subcommand"] == "health":
+            sys.exit(self.health(backend, queues, options))
         try:
             snapshot = self._snapshot(backend, queues)
         except DatabaseError as error:
             raise CommandError(unreadable(backend, error))
         if options["json"]:
-            self._json(status_document(backend.alias, snapshot))
+            self.stdout.write(reports.as_json(reports.status_document(backend.alias, snapshot)))
         else:
-            self.stdout.write(status_text(backend.alias, snapshot))
+            self.stdout.write(reports.status_text(backend.alias, snapshot))
+
+    def health(self, backend: DatabaseBackend, queues: list[str], options: dict[str, Any]) -> int:
+        """Check, print the verdict, and return the exit code."""
+        checks = chosen_checks(options) or DEFAULT_CHECKS
+        snapshot, problems, error = None, [], ""
+        try:
+            snapshot = self._snapshot(backend, queues)
+        except DatabaseError as failure:
+            error = unreadable(backend, failure)
+        else:
+            problems = health_problems(snapshot, backend, options)
+        if options["json"]:
+            self.stdout.write(reports.as_json(reports.health_document(checks, problems, error)))
+        else:
+            self.stdout.write(reports.health_text(snapshot, problems, error))
+        return alerts.UNKNOWN_EXIT_CODE if error else alerts.exit_code(problems)
 
     @staticmethod
     def _snapshot(backend: DatabaseBackend, queues: list[str]) -> inspection.Snapshot:
@@ -83,131 +189,49 @@ class Command(BaseCommand):
             backend.config.LEASE,
             aliases=[backend.alias],
         )
-        return _only(snapshot, queues) if queues else snapshot
+        return snapshot.only(queues) if queues else snapshot
 
-    def _json(self, document: dict[str, Any]) -> None:
-        self.stdout.write(json.dumps(document, indent=2, default=_iso))
+
+#: What ``health`` checks when no option chooses: the overview's banners.
+DEFAULT_CHECKS = ["unserved", "wait", "died"]
+
+
+def chosen_checks(options: dict[str, Any]) -> list[str]:
+    """The checks the options ask for, by ``alerts.Problem.check`` name (none: [])."""
+    checks = []
+    if options["require_workers"]:
+        checks.append("no-worker")
+    if options["max_wait"] is not None:
+        checks.append("wait")
+    if any(options[name] is not None for name in ("hostname", "pid", "heartbeat_within")):
+        checks.append("stale")
+    return checks
+
+
+def health_problems(
+    snapshot: inspection.Snapshot, backend: DatabaseBackend, options: dict[str, Any]
+) -> list[alerts.Problem]:
+    """What the chosen checks find; no check chosen: the overview's rules."""
+    checks = chosen_checks(options)
+    if not checks:
+        return alerts.default_problems(snapshot, alerts.wait_limits([backend]))
+    problems = []
+    if "no-worker" in checks:
+        problems += alerts.queues_without_workers(snapshot)
+    if "wait" in checks:
+        limits = {backend.alias: options["max_wait"]}
+        problems += alerts.long_waits(snapshot, limits, alerts.CRITICAL)
+    if "stale" in checks:
+        within = options["heartbeat_within"] or backend.config.LEASE
+        hostname = options["hostname"] or socket.gethostname()
+        problems += alerts.stale_workers(snapshot, hostname, options["pid"], within)
+    return problems
 
 
 def unreadable(backend: DatabaseBackend, error: DatabaseError) -> str:
     """What to do when the job table cannot be read."""
     return (
         f"Cannot read the job table in database {backend.config.DATABASE!r}: "
-        f"{first_line(error)}. "
-        "Is the database server running, and has 'manage.py migrate' been run?"
+        f"{first_line(error)}. Is the database server running, and has 'manage.py "
+        "migrate' been run?"
     )
-
-
-def _iso(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON")
-
-
-def _only(snapshot: inspection.Snapshot, queues: Sequence[str]) -> inspection.Snapshot:
-    """The snapshot's part about ``queues``: those queues, and the workers serving one."""
-    kept = [queue for queue in snapshot.queues if queue.name in queues]
-    workers = [w for w in snapshot.workers if any(w.serves(w.alias, name) for name in queues)]
-    return inspection.Snapshot(queues=kept, workers=workers, liveness=snapshot.liveness)
-
-
-# status
-
-
-def status_document(alias: str, snapshot: inspection.Snapshot) -> dict[str, Any]:
-    """``tasks status --json``: the shape docs/operations.md documents."""
-    return {
-        "backend": alias,
-        "liveness_seconds": snapshot.liveness,
-        "queues": [
-            {
-                "queue": queue.name,
-                "ready": queue.ready,
-                "due": queue.due,
-                "running": queue.running,
-                "failed": queue.failed,
-                "cancelled": queue.cancelled,
-                "oldest_due_wait_seconds": queue.oldest_due_wait,
-                "live_workers": [worker.id for worker in queue.workers],
-            }
-            for queue in snapshot.queues
-        ],
-        "workers": [
-            {
-                "id": worker.id,
-                "state": worker.state,
-                "hostname": worker.hostname,
-                "pid": worker.pid,
-                "queues": worker.queues,
-                "concurrency": worker.concurrency,
-                "started_at": worker.started_at,
-                "last_heartbeat_at": worker.last_heartbeat_at,
-                "heartbeat_age_seconds": worker.heartbeat_age,
-                "running": [
-                    {
-                        "id": job.id,
-                        "task": job.task_path,
-                        "queue": job.queue_name,
-                        "running_seconds": job.running_for,
-                    }
-                    for job in worker.running
-                ],
-            }
-            for worker in snapshot.workers
-        ],
-    }
-
-
-def status_text(alias: str, snapshot: inspection.Snapshot) -> str:
-    """``tasks status``: a table of queues, then one of workers with the jobs they run."""
-    lines = [f"Queues of backend {alias!r}:"]
-    rows = [
-        [
-            queue.name,
-            str(queue.ready),
-            str(queue.due),
-            str(queue.running),
-            str(queue.failed),
-            short(queue.oldest_due_wait),
-            str(len(queue.workers)),
-        ]
-        for queue in snapshot.queues
-    ]
-    header = ["QUEUE", "READY", "DUE", "RUNNING", "FAILED", "OLDEST DUE", "LIVE WORKERS"]
-    lines += table(header, rows) if rows else ["  none configured and no jobs yet"]
-    lines += ["", f"Workers (dead: no heartbeat for {snapshot.liveness:g} s):"]
-    if not snapshot.workers:
-        lines.append("  none (start one with 'manage.py runtasks')")
-    header = ["STATE", "HOST", "PID", "CONCURRENCY", "QUEUES", "HEARTBEAT", "RUNNING"]
-    rows = [
-        [
-            worker.state if worker.live else worker.state.upper(),  # DEAD stands out
-            worker.hostname,
-            str(worker.pid),
-            str(worker.concurrency),
-            ",".join(worker.queues) or "*",
-            f"{short(worker.heartbeat_age)} ago",
-            str(len(worker.running)),
-        ]
-        for worker in snapshot.workers
-    ]
-    body = table(header, rows) if rows else []
-    lines += body[:1]
-    for worker, line in zip(snapshot.workers, body[1:], strict=True):
-        lines.append(line)
-        lines += [
-            f"      job {job.id} {job.task_path} ({job.queue_name}), running for "
-            f"{short(job.running_for)}"
-            for job in worker.running
-        ]
-    return "\n".join(lines)
-
-
-def table(header: list[str], rows: list[list[str]]) -> list[str]:
-    """Left-aligned columns, two spaces apart, indented by two: a header line, then rows."""
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    return [
-        "  "
-        + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [header, *rows]
-    ]
