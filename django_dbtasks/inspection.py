@@ -243,3 +243,32 @@ def take(
     return Snapshot(
         queues=[by_key[key] for key in sorted(by_key)], workers=found, liveness=liveness
     )
+
+
+# Failures
+
+
+@dataclass
+class FailureGroup:
+    """Jobs of one task that failed for good with one exception class, lately."""
+
+    task_path: str
+    exception: str | None  # the class path of the last error (None: the row holds none)
+    jobs: int
+    latest_finished_at: datetime | None
+    latest_job: int
+    latest_message: str  # the latest job's last error, one line ("" if none was kept)
+
+
+def recent_failures(
+    database: str, alias: str, seconds: float, limit: int, queues: Iterable[str] = ()
+) -> list[FailureGroup]:
+    """The ``limit`` largest groups of jobs FAILED in the last ``seconds``, by task and
+    exception class (``queries.recent_failures``: the window's FAILED rows only)."""
+    rows = queries.recent_failures(connections[database], alias, seconds, limit, list(queues))
+    return [
+        FailureGroup(
+            task, exception, jobs, latest_at, latest_id, message if isinstance(message, str) else ""
+        )
+        for task, exception, jobs, latest_at, latest_id, message in rows
+    ]

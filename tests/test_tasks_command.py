@@ -21,6 +21,7 @@ from django.db import connection
 from django.utils import timezone
 
 from django_dbtasks import queries
+from django_dbtasks.models import FINISHED_STATUSES as FINISHED
 from django_dbtasks.models import Job, JobStatus, Worker
 
 from .conftest import ROOT, manage, wait_until, worker_env
@@ -46,6 +47,13 @@ def as_json(*args: str) -> dict:
     done = tasks_command(*args, "--json")
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
+
+
+def quick_json(*args: str) -> dict:
+    """``tasks ARGS --json`` in this process (the workers are still real processes)."""
+    out = io.StringIO()
+    call_command("tasks", *args, "--json", stdout=out)
+    return json.loads(out.getvalue())
 
 
 def registered(pid: int) -> Worker:
@@ -116,16 +124,9 @@ def test_status_shows_live_and_dead_workers_and_each_queue(busy_and_dead):
 
 def test_status_of_one_queue(busy_and_dead):
     live, dead, _ = busy_and_dead
-    status = as_json("status", "--queue", "emails")
+    status = quick_json("status", "--queue", "emails")
     assert [queue["queue"] for queue in status["queues"]] == ["emails"]
     assert [worker["id"] for worker in status["workers"]] == [dead.id]
-
-
-def test_status_refuses_an_unknown_queue_and_says_which_exist():
-    done = tasks_command("status", "--queue", "nope")
-    assert done.returncode == 1
-    assert "Unknown queue 'nope'" in done.stderr and "'default', 'emails', 'low'" in done.stderr
-    assert "Traceback" not in done.stderr
 
 
 # health: against real workers, one dead
@@ -150,7 +151,7 @@ def test_health_passes_then_warns_of_a_death_then_fails_an_unserved_queue(start_
     start_worker("--queue", "default", "--queue", "low", "--grace-period", "0")
     serves_emails = registered(start_worker("--queue", "emails", "--grace-period", "0").pid)
     wait_until(lambda: Worker.objects.count() == 2)
-    code, out = health()
+    code, out = quick_health()
     assert code == 0 and out.startswith("OK - 3 queue(s), 2 live worker(s)"), out
 
     dead = killed(start_worker("--queue", "emails", "--no-scheduler"))
@@ -228,3 +229,59 @@ def test_health_is_unknown_when_the_job_table_cannot_be_read():
     assert code == 3 and out.startswith("UNKNOWN - Cannot read the job table"), out
     code, out = health("--json", DBTASKS_TEST_DB_NAME=NO_SUCH_DATABASE)
     assert code == 3 and json.loads(out)["status"] == "unknown"
+
+
+# failed: what real workers failed, grouped
+
+
+def test_failed_groups_by_task_and_exception_with_the_latest_message(start_worker):
+    for message in ("card declined", "card expired", "card stolen"):
+        tasks.boom.enqueue(message)
+    retried = tasks.always_fails.enqueue("three attempts, one job")
+    tasks.returns_a_set.enqueue()
+    tasks.add.enqueue(1, 2)
+    Job.objects.create(task_path="os.system", args=["rm -rf /"])  # never imported, FAILED
+    start_worker("--concurrency", "2")
+    wait_until(lambda: not Job.objects.exclude(status__in=FINISHED).exists())
+    assert Job.objects.get(pk=retried.id).attempts == 3
+    now = queries.database_now(connection)
+    old = Job.objects.create(
+        task_path=tasks.boom.module_path,
+        status=JobStatus.FAILED,
+        finished_at=now - timedelta(days=2),
+        errors=[{"exception_class_path": "builtins.KeyError", "message": "KeyError: 'old'"}],
+    )
+    malformed = Job.objects.create(  # written by SQL, say: its errors are no list
+        task_path=tasks.add.module_path, status=JobStatus.FAILED, finished_at=now, errors={"x": 1}
+    )
+
+    groups = as_json("failed")["groups"]
+
+    assert [(g["task"].rsplit(".", 1)[-1], g["exception"], g["jobs"]) for g in groups] == [
+        ("boom", "builtins.ValueError", 3),
+        ("add", None, 1),
+        ("system", "django_dbtasks.exceptions.TaskNotRegistered", 1),
+        ("returns_a_set", "builtins.TypeError", 1),
+        ("always_fails", "builtins.RuntimeError", 1),
+    ]
+    boom = groups[0]
+    latest = Job.objects.filter(task_path=tasks.boom.module_path, status="FAILED").exclude(
+        pk=old.pk
+    )
+    assert boom["latest_job"] == latest.order_by("-id")[0].pk
+    assert boom["latest_message"] == "ValueError: card stolen"
+    assert groups[1]["latest_job"] == malformed.pk and groups[1]["latest_message"] == ""
+    assert groups[4]["latest_message"] == "RuntimeError: failure number 3"
+
+    older = quick_json("failed", "--since", "3d", "--limit", "2")["groups"]
+    assert [(g["exception"], g["jobs"]) for g in older] == [("builtins.ValueError", 3), (None, 1)]
+    every = quick_json("failed", "--since", "3d", "--limit", "10")["groups"]
+    assert ("builtins.KeyError", 1) in [(g["exception"], g["jobs"]) for g in every]
+    assert quick_json("failed", "--queue", "emails")["groups"] == []
+
+    text = tasks_command("failed").stdout
+    assert text.splitlines()[0] == (
+        "Jobs of backend 'default' failed in the last 1d00h, by task and exception (largest first):"
+    )
+    assert "      ValueError: card stolen" in text
+    assert "(no error kept)" in text

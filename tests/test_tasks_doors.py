@@ -8,6 +8,7 @@ are checked against their definitions on any snapshot.
 from __future__ import annotations
 
 import io
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -54,6 +55,12 @@ def run(*args: str) -> tuple[int | None, str]:
         (["health", "--pid", "99999999"], "must be at most 4194304"),
         (["health", "--hostname", " "], "needs a host name; give --hostname alone"),
         (["status", "--queue", "a,b"], "repeat --queue: --queue a --queue b"),
+        (["status", "--queue", "nope"], "Unknown queue 'nope': TASKS['default']['QUEUES'] has"),
+        (["failed", "--since", "0"], "must be more than 0, such as 1h or 7d"),
+        (["failed", "--since", "yesterday"], "'yesterday' is not a duration"),
+        (["failed", "--since", "36501d"], "the longest duration is 36500d"),
+        (["failed", "--limit", "0"], "must be at least 1, got 0"),
+        (["failed", "--limit", "1001"], "must be at most 1000, got 1001"),
         (["lookup"], "invalid choice: 'lookup'"),
         ([], "the following arguments are required: SUBCOMMAND"),
     ],
@@ -77,12 +84,24 @@ def test_any_health_option_value_is_checked_or_refused_clearly(option, value):
     assert code in (0, 1, 2) and out.split(" ")[0] in ("OK", "WARNING", "CRITICAL"), out
 
 
+@given(st.sampled_from(["--since", "--limit"]), anything | st.sampled_from(["12h", "2w", "7d"]))
+@example("--since", "1" * 5000)
+@doors
+def test_any_failed_option_value_is_checked_or_refused_clearly(option, value):
+    try:
+        code, out = run("failed", option, value, "--json")
+    except CommandError as error:
+        assert str(error).startswith(f"Error: argument {option}: "), str(error)
+        return
+    assert code is None and isinstance(json.loads(out)["groups"], list)
+
+
 @given(st.lists(st.sampled_from(QUEUES) | st.text(max_size=8), min_size=1, max_size=3))
 @example(["default", "<b>emails</b>"])
 @doors
 def test_any_queue_is_served_or_refused_naming_the_real_ones(names):
     args = [part for name in names for part in ("--queue", name)]
-    for command in (["status"], ["health"]):
+    for command in (["status"], ["health"], ["failed"]):
         try:
             code, out = run(*command, *args)
         except CommandError as error:

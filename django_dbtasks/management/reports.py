@@ -129,6 +129,63 @@ def status_text(alias: str, snapshot: inspection.Snapshot) -> str:
     return "\n".join(lines)
 
 
+# failed
+
+
+def failed_document(
+    alias: str, since: float, groups: list[inspection.FailureGroup]
+) -> dict[str, Any]:
+    """``tasks failed --json``."""
+    return {
+        "backend": alias,
+        "since_seconds": since,
+        "groups": [
+            {
+                "task": group.task_path,
+                "exception": group.exception,
+                "jobs": group.jobs,
+                "latest_finished_at": group.latest_finished_at,
+                "latest_job": group.latest_job,
+                "latest_message": group.latest_message,
+            }
+            for group in groups
+        ],
+    }
+
+
+#: Characters of a message ``failed`` prints on a line (the JSON has it whole).
+MESSAGE_WIDTH = 160
+
+
+def failed_text(alias: str, since: float, groups: list[inspection.FailureGroup]) -> str:
+    """``tasks failed``: one block per group, its latest message beneath it."""
+    title = f"Jobs of backend {alias!r} failed in the last {short(since)}"
+    if not groups:
+        return f"{title}: none."
+    lines = [f"{title}, by task and exception (largest first):"]
+    rows = [
+        [
+            str(group.jobs),
+            group.task_path,
+            group.exception or "(no error kept)",
+            f"job {group.latest_job}",
+            group.latest_finished_at.isoformat(sep=" ", timespec="seconds")
+            if group.latest_finished_at
+            else "-",
+        ]
+        for group in groups
+    ]
+    body = table(["JOBS", "TASK", "EXCEPTION", "LATEST", "FINISHED"], rows)
+    lines.append(body[0])
+    for group, line in zip(groups, body[1:], strict=True):
+        lines.append(line)
+        message = " ".join(group.latest_message.split())
+        if message:
+            cut = message if len(message) <= MESSAGE_WIDTH else message[: MESSAGE_WIDTH - 1] + "…"
+            lines.append(f"      {cut}")
+    return "\n".join(lines)
+
+
 # health
 
 

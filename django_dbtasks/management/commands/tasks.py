@@ -20,7 +20,7 @@ from django.db import DatabaseError
 from django_dbtasks import alerts, inspection
 from django_dbtasks.backend import DatabaseBackend
 from django_dbtasks.conf import DAY, MAXIMUMS
-from django_dbtasks.durations import seconds_at_most, whole_number
+from django_dbtasks.durations import parse_duration, seconds_at_most, whole_number
 from django_dbtasks.management import reports
 from django_dbtasks.management.backends import (
     add_backend_argument,
@@ -31,6 +31,19 @@ from django_dbtasks.outages import first_line
 
 #: Linux's largest process id (``pid_max`` at most 2**22).
 MAX_PID = 2**22
+#: Most groups ``failed`` lists: more than a screen is for the admin's filters.
+MAX_GROUPS = 1000
+
+
+def failed_since(value: str) -> float:
+    seconds = parse_duration(value)
+    if seconds == 0:
+        raise argparse.ArgumentTypeError("must be more than 0, such as 1h or 7d")
+    return seconds
+
+
+def group_limit(value: str) -> int:
+    return whole_number(value, MAX_GROUPS, "filter the admin's job list for more")
 
 
 def wait_seconds(value: str) -> float:
@@ -84,6 +97,17 @@ class Command(BaseCommand):
             "heartbeat, and each job it runs with how long it has run.",
         )
         self._common(status)
+        self._failed_arguments(
+            commands.add_parser(
+                "failed",
+                help="Jobs failed for good lately, grouped by task and exception class, "
+                "with counts and the latest message.",
+                description="Jobs FAILED in the last --since, grouped by task and by the "
+                "exception class of their last error, largest group first, each with the "
+                "latest job's id and message. Retried attempts are not counted: only jobs "
+                "that gave up (see the metrics for every attempt).",
+            )
+        )
         self._health_arguments(
             commands.add_parser(
                 "health",
@@ -98,6 +122,23 @@ class Command(BaseCommand):
                 "--heartbeat-within 30'.",
             )
         )
+
+    def _failed_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--since",
+            type=failed_since,
+            default=DAY,
+            metavar="AGE",
+            help="How far back: seconds or 30m, 12h, 7d, 2w (at most 36500d). Default: 24h.",
+        )
+        parser.add_argument(
+            "--limit",
+            type=group_limit,
+            default=20,
+            metavar="N",
+            help=f"Show the N largest groups, 1 to {MAX_GROUPS}. Default: 20.",
+        )
+        self._common(parser)
 
     def _health_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -155,6 +196,9 @@ class Command(BaseCommand):
         queues = chosen_queues(backend, options["queues"]) if options["queues"] else []
         if options["subcommand"] == "health":
             sys.exit(self.health(backend, queues, options))
+        if options["subcommand"] == "failed":
+            self.failed(backend, queues, options)
+            return
         try:
             snapshot = self._snapshot(backend, queues)
         except DatabaseError as error:
@@ -163,6 +207,19 @@ class Command(BaseCommand):
             self.stdout.write(reports.as_json(reports.status_document(backend.alias, snapshot)))
         else:
             self.stdout.write(reports.status_text(backend.alias, snapshot))
+
+    def failed(self, backend: DatabaseBackend, queues: list[str], options: dict[str, Any]) -> None:
+        try:
+            groups = inspection.recent_failures(
+                backend.config.DATABASE, backend.alias, options["since"], options["limit"], queues
+            )
+        except DatabaseError as error:
+            raise CommandError(unreadable(backend, error))
+        if options["json"]:
+            document = reports.failed_document(backend.alias, options["since"], groups)
+            self.stdout.write(reports.as_json(document))
+        else:
+            self.stdout.write(reports.failed_text(backend.alias, options["since"], groups))
 
     def health(self, backend: DatabaseBackend, queues: list[str], options: dict[str, Any]) -> int:
         """Check, print the verdict, and return the exit code."""
