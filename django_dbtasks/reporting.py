@@ -2,9 +2,11 @@
 
 Every line is logfmt (see ``logfmt.py``) and begins with the thing it is
 about (``worker=`` or ``job=``), so one ``grep job=42`` finds a job's whole
-story across workers. Levels are chosen for alerting: a retry is a warning,
-a job that failed for good (or was rescued from a dead worker) an error or
-a warning, a success information.
+story across workers. Levels are chosen for alerting: a job that failed for
+good is an ERROR (``outcome=FAILED``, or ``outcome=POISON`` when its worker
+died once too often), an attempt that will be retried or a job rescued from
+a dead worker a WARNING, a success INFO. An alert on ERROR lines fires once
+per job that gave up, never for a retry.
 
 Django's task signals are sent where the task runs, as Django's own
 backends do: ``task_started`` by the pool process before the call, and
@@ -92,6 +94,19 @@ class Reporter:
         self._log_outcome(job, outcome, status)
 
     def rescued(self, job_id: int, task_path: str, status: str) -> None:
+        """A dead worker's job taken back: READY again is a warning, FAILED as poison an error."""
+        if status == "FAILED":
+            logger.error(
+                "%s",
+                Fields(
+                    job=job_id,
+                    task=task_path,
+                    outcome="POISON",
+                    status=status,
+                    reason="its worker died again while it ran alone: it is failed for good",
+                ),
+            )
+            return
         logger.warning(
             "%s",
             Fields(
@@ -100,9 +115,7 @@ class Reporter:
                 outcome="RESCUED",
                 status=status,
                 reason="lease expired (its worker died or froze)",
-                next="it runs alone, to tell whether it is the cause"
-                if status == "READY"
-                else None,
+                next="it runs alone, to tell whether it is the cause",
             ),
         )
 
