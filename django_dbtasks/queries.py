@@ -14,29 +14,31 @@ have skewed clocks. Every write about a claimed job carries its
 ``lease_token`` (fencing): a worker that froze past its lease, and whose job
 was rescued and re-run by another, finds its late writes match no row.
 
-Sections: claims and fencing, workers, enqueue, operators, statistics.
+Sections: claims and fencing, workers, enqueue, operators, statistics, tallies.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
 
 from .claimed import ClaimedJob
-from .models import Job, Worker
+from .models import Job, Tally, Worker
 from .serialization import MAX_NESTING, deeper_than
 
 JOB = Job._meta.db_table
 WORKER = Worker._meta.db_table
+TALLY = Tally._meta.db_table
 #: SQLite's ``now()``: the same text format as the timestamps Django stores there.
 SQLITE_NOW = "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now')"
 _json_string = json.encoder.encode_basestring  # a str as a quoted JSON string (in C)
@@ -197,6 +199,7 @@ def _claimed(row: Any) -> ClaimedJob:
         started_at=_when(row[10]),
         worker_ids=worker_ids,
         unrunnable=unrunnable,
+        waited=None if row[12] is None else float(row[12]),
     )
 
 
@@ -220,12 +223,12 @@ _CLAIM_UPDATE_POSTGRES = f"""UPDATE {JOB} AS job SET
     WHERE job.id = candidates.id
     RETURNING job.id, job.task_path, job.queue_name, job.priority, job.args, job.kwargs,
         job.attempts, job.max_attempts, job.lease_token, job.enqueued_at, job.started_at,
-        job.worker_ids"""
+        job.worker_ids, EXTRACT(EPOCH FROM (now() - job.run_after))::float8 AS waited"""
 
 #: The claimed rows as one JSON document (both PostgreSQL claims).
 _CLAIMED_DOCUMENT_POSTGRES = """SELECT json_agg(json_build_array(
     id, task_path, queue_name, priority, args::text, kwargs::text, attempts, max_attempts,
-    lease_token, enqueued_at, started_at, worker_ids
+    lease_token, enqueued_at, started_at, worker_ids, waited
 ))::text FROM claimed"""
 
 #: The queues a claim serves, as rows of ``queues(name)``: the worker's list...
@@ -347,7 +350,8 @@ WHERE id IN (
     SELECT id FROM ({{lanes}}) ORDER BY priority DESC, run_after, id LIMIT %(limit)s
 )
 RETURNING id, task_path, queue_name, priority, args, kwargs, attempts, max_attempts,
-    lease_token, enqueued_at, started_at, worker_ids"""
+    lease_token, enqueued_at, started_at, worker_ids,
+    (julianday('now') - julianday(run_after)) * 86400.0"""
 
 #: One queue's part of the SQLite claim (``{{queue}}``: its name's condition).
 #: Each queue is read on its own, in the ready index's order, so no queue's
@@ -733,7 +737,7 @@ RESCUE_POSTGRES = f"""UPDATE {JOB} SET
     lease_token = NULL,
     lease_expires_at = NULL
 WHERE status = 'RUNNING' AND lease_expires_at < now()
-RETURNING id, task_path, status"""
+RETURNING id, task_path, status, backend, queue_name"""
 
 RESCUE_SQLITE = f"""UPDATE {JOB} SET
     status = CASE
@@ -758,12 +762,12 @@ RESCUE_SQLITE = f"""UPDATE {JOB} SET
     lease_token = NULL,
     lease_expires_at = NULL
 WHERE status = 'RUNNING' AND lease_expires_at < {SQLITE_NOW}
-RETURNING id, task_path, status"""
+RETURNING id, task_path, status, backend, queue_name"""
 
 
 def rescue_expired(
     connection: BaseDatabaseWrapper, max_crashes: int, poison_error: dict[str, Any]
-) -> list[tuple[int, str, str]]:
+) -> list[tuple[int, str, str, str, str]]:
     """Take back RUNNING jobs whose lease expired: their worker died or froze.
 
     A worker's death is not the job's failure, so the attempt is given back
@@ -776,13 +780,14 @@ def rescue_expired(
     kills its worker is failed after ``max(max_crashes, 2)`` deaths, and the
     jobs claimed beside it run again, cleared. Safe when several workers
     rescue at once: the WHERE clause is re-checked on the locked row, so each
-    job is taken once. Returns ``(id, task_path, new_status)`` per rescued job.
+    job is taken once. Returns ``(id, task_path, new_status, alias, queue)`` per
+    rescued job.
     """
     sql = RESCUE_POSTGRES if _postgres(connection) else RESCUE_SQLITE
     params: dict[str, Any] = {"max_crashes": max_crashes, "poison": json.dumps(poison_error)}
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return [(row[0], row[1], row[2]) for row in cursor.fetchall()]
+        return [(row[0], row[1], row[2], row[3], row[4]) for row in cursor.fetchall()]
 
 
 SET_PROGRESS = f"""UPDATE {JOB} SET progress = %(percent)s, progress_message = %(message)s
@@ -1232,7 +1237,7 @@ CANCEL_POSTGRES = f"""UPDATE {JOB} SET
     errors = (CASE WHEN jsonb_typeof(errors) = 'array' THEN errors ELSE '[]' END)
         || jsonb_build_array(%(error)s::jsonb)
 WHERE {{ids}} AND status = 'READY' AND (%(backend)s::text IS NULL OR backend = %(backend)s)
-RETURNING id"""
+RETURNING id, backend, queue_name, task_path"""
 
 CANCEL_SQLITE = f"""UPDATE {JOB} SET
     status = 'CANCELLED',
@@ -1243,7 +1248,7 @@ CANCEL_SQLITE = f"""UPDATE {JOB} SET
         json(%(error)s)
     )
 WHERE {{ids}} AND status = 'READY' AND (%(backend)s IS NULL OR backend = %(backend)s)
-RETURNING id"""
+RETURNING id, backend, queue_name, task_path"""
 
 
 @functools.lru_cache(maxsize=64)
@@ -1265,7 +1270,8 @@ def cancel_many(
     alias's job is not ours, even on the same database); None is any alias
     (the admin). The status condition is checked on the row as it is
     updated: a job a worker claimed in the meantime is RUNNING by the time
-    this statement sees it, and is not touched.
+    this statement sees it, and is not touched. The cancelled jobs are added
+    to the metrics' tallies in the same transaction.
     """
     if not job_ids:
         return []
@@ -1275,9 +1281,15 @@ def cancel_many(
         "backend": backend,
         **_in_params(postgres, "id", [int(i) for i in job_ids]),
     }
-    with connection.cursor() as cursor:
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
         cursor.execute(_cancel_sql(postgres, len(job_ids)), params)
-        return [row[0] for row in cursor.fetchall()]
+        rows = cursor.fetchall()
+        counted = Counter((alias, queue, task) for _, alias, queue, task in rows)
+        add_tallies(
+            connection,
+            sorted(((*key, "outcome", "cancelled"), float(n)) for key, n in counted.items()),
+        )
+    return [row[0] for row in rows]
 
 
 #: ``{statuses}``: the finished statuses to delete.
@@ -1491,6 +1503,46 @@ def recent_failures(
             (row[0], row[1], int(row[2]), _when(row[3]), int(row[4]), row[5])
             for row in cursor.fetchall()
         ]
+
+
+# Tallies (``tallies``, ``metrics``): running totals that only grow
+
+
+#: Add to running totals: ``{rows}`` VALUES rows of (alias, queue, task, metric, key,
+#: amount). The same statement in both dialects (SQLite has had upserts since 3.24).
+ADD_TALLIES = f"""INSERT INTO {TALLY} (backend, queue_name, task_path, metric, key, value)
+VALUES {{rows}}
+ON CONFLICT (backend, queue_name, task_path, metric, key)
+DO UPDATE SET value = {TALLY}.value + excluded.value"""
+
+#: Most rows one upsert adds: 6 values each, within SQLite's 32766 per statement.
+TALLY_ROWS_PER_STATEMENT = 1000
+
+
+def add_tallies(
+    connection: BaseDatabaseWrapper, rows: Sequence[tuple[Sequence[str], float]]
+) -> int:
+    """Add each ``((alias, queue, task, metric, key), amount)`` to its total; return the rows.
+
+    Callers sort the rows, so that two workers adding to the same totals lock
+    them in the same order and never deadlock. Nothing to add sends nothing.
+    """
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), TALLY_ROWS_PER_STATEMENT):
+            chunk = rows[start : start + TALLY_ROWS_PER_STATEMENT]
+            params: list[Any] = [value for key, amount in chunk for value in (*key, amount)]
+            cursor.execute(_values_sql(ADD_TALLIES, 6, len(chunk)), params)
+    return len(rows)
+
+
+READ_TALLIES = f"""SELECT backend, queue_name, task_path, metric, key, value FROM {TALLY}"""
+
+
+def read_tallies(connection: BaseDatabaseWrapper) -> list[tuple[str, str, str, str, str, float]]:
+    """Every running total (one row per alias, queue, task and outcome or bucket: few)."""
+    with connection.cursor() as cursor:
+        cursor.execute(READ_TALLIES, {})
+        return [(*row[:5], float(row[5])) for row in cursor.fetchall()]
 
 
 # Testing (``django_dbtasks.testing``): a test's transaction stops PostgreSQL's clock

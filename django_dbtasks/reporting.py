@@ -18,14 +18,20 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from . import registry
+from . import registry, tallies
 from .claimed import ClaimedJob
-from .compat import TaskResultStatus
 from .execution import Outcome
 from .logfmt import Fields, quote
 from .outages import first_line
 
 logger = logging.getLogger("django_dbtasks.worker")
+
+#: The log line's outcome and level: a retry is a warning, a job failed for good an error.
+LABELS = {
+    tallies.SUCCESSFUL: ("SUCCESSFUL", logging.INFO),
+    tallies.RETRIED: ("RETRY", logging.WARNING),
+    tallies.FAILED: ("FAILED", logging.ERROR),
+}
 
 
 class Reporter:
@@ -165,12 +171,7 @@ class Reporter:
                 ),
             )
             return
-        if outcome.succeeded:
-            label, level = "SUCCESSFUL", logging.INFO
-        elif status == TaskResultStatus.READY:
-            label, level = "RETRY", logging.WARNING  # a retry is a warning ...
-        else:
-            label, level = "FAILED", logging.ERROR  # ... a job failed for good an error
+        label, level = LABELS[tallies.ending(outcome.succeeded, status)]
         if not logger.isEnabledFor(level):
             return  # one line per job: not even its fields are built when it is not shown
         error = ""
