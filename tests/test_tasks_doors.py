@@ -18,11 +18,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from django_dbtasks import alerts
+from django_dbtasks.backend import DatabaseBackend
 from django_dbtasks.inspection import QueueSnapshot, Snapshot, WorkerSnapshot
 
 pytestmark = pytest.mark.django_db
 
 QUEUES = ["default", "emails", "low"]
+BACKEND = "django_dbtasks.backend.DatabaseBackend"
 anything = st.text(max_size=12) | st.sampled_from(["0", "-1", "nan", "inf", "1e400", "3", " 7 "])
 doors = settings(
     max_examples=60,
@@ -174,3 +176,25 @@ def test_a_host_is_fine_when_one_of_its_workers_heartbeated_in_time(snapshot, ho
     )
     assert (problems == []) == fine
     assert all(p.severity == alerts.CRITICAL for p in problems)
+
+
+@pytest.mark.parametrize(
+    "value, says",
+    [
+        (-1, "['ALERT_WAIT_SECONDS'] must not be negative."),
+        (True, "['ALERT_WAIT_SECONDS'] must be float, got True."),
+        ("5m", "['ALERT_WAIT_SECONDS'] must be float, got '5m'."),
+        (1e9, "['ALERT_WAIT_SECONDS'] must be at most 2592000 s (30 days), got 1000000000"),
+    ],
+)
+def test_alert_wait_seconds_is_refused_by_the_check_when_wrong(value, says):
+    backend = DatabaseBackend(
+        "default", {"BACKEND": BACKEND, "OPTIONS": {"ALERT_WAIT_SECONDS": value}}
+    )
+    [message] = backend.check()
+    assert message.id == "django_dbtasks.E001" and says in message.msg
+
+
+def test_alert_wait_seconds_of_zero_turns_the_wait_rule_off():
+    backend = DatabaseBackend("default", {"BACKEND": BACKEND, "OPTIONS": {"ALERT_WAIT_SECONDS": 0}})
+    assert backend.check() == [] and alerts.wait_limits([backend]) == {"default": 0.0}

@@ -87,7 +87,10 @@ class QueueStats:
 def snapshot() -> inspection.Snapshot:
     """The queues and workers the page shows, read once (see ``inspection``)."""
     return inspection.take(
-        setup.database(), setup.configured_queues_by_alias(), setup.liveness_seconds()
+        setup.database(),
+        setup.configured_queues_by_alias(),
+        setup.liveness_seconds(),
+        jobs=False,  # the page counts running jobs per queue, not per worker
     )
 
 
