@@ -33,3 +33,5 @@ class ClaimedJob:
     #: nest too deep, or a malformed row (written by SQL, or by a buggy release). Such
     #: a job fails at once instead of breaking the claim of the jobs beside it.
     unrunnable: str = ""
+    #: Seconds the job had been due when it was claimed (database clock), for the metrics.
+    waited: float | None = None

@@ -300,6 +300,38 @@ class Worker(models.Model):
         return f"{self.hostname}:{self.pid} ({self.id})"
 
 
+class Tally(models.Model):
+    """A running total of what happened to jobs, per alias, queue, task and kind; never lowered.
+
+    Workers add what they did since their last heartbeat (``queries.add_tallies``:
+    one upsert per heartbeat, whatever the number of jobs); a cancel adds its own.
+    The Prometheus collector (``metrics``) reads them as counters and histograms:
+    they only grow, whichever worker wrote them and whatever ``prunetasks``
+    deletes, so the counters never go down. ``metric`` is "outcome" (``key``: the
+    outcome) or a histogram, "run_seconds" or "wait_seconds" (``key``: a bucket's
+    upper bound, or "sum"); ``task_path`` is "" for per-queue series.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    backend = models.CharField(max_length=64)
+    queue_name = models.CharField(max_length=64)
+    task_path = models.CharField(max_length=255, blank=True)
+    metric = models.CharField(max_length=32)
+    key = models.CharField(max_length=32)
+    value = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["backend", "queue_name", "task_path", "metric", "key"],
+                name="dbtasks_tally_one_per_series",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.metric}[{self.key}] {self.backend}/{self.queue_name} {self.task_path}"
+
+
 class MissedFires(models.TextChoices):
     """What a schedule does about fire times that passed while no scheduler ran."""
 

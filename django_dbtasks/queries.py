@@ -15,29 +15,31 @@ have skewed clocks. Every write about a claimed job carries its
 ``lease_token`` (fencing): a worker that froze past its lease, and whose job
 was rescued and re-run by another, finds its late writes match no row.
 
-Sections: claims and fencing, workers, enqueue, operators, statistics.
+Sections: claims and fencing, workers, enqueue, operators, statistics, tallies.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
 
 from .claimed import ClaimedJob
-from .models import Job, Worker
+from .models import Job, Tally, Worker
 from .serialization import MAX_NESTING, deeper_than
 
 JOB = Job._meta.db_table
 WORKER = Worker._meta.db_table
+TALLY = Tally._meta.db_table
 #: SQLite's ``now()``: the same text format as the timestamps Django stores there.
 SQLITE_NOW = "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now')"
 _json_string = json.encoder.encode_basestring  # a str as a quoted JSON string (in C)
@@ -199,6 +201,7 @@ def _claimed(row: Any) -> ClaimedJob:
         worker_ids=worker_ids,
         trace_context=_trace_context(row[12]),
         unrunnable=unrunnable,
+        waited=None if row[13] is None else float(row[13]),
     )
 
 
@@ -250,14 +253,15 @@ _CLAIM_UPDATE_POSTGRES = f"""UPDATE {JOB} AS job SET
     WHERE job.id = candidates.id
     RETURNING job.id, job.task_path, job.queue_name, job.priority, job.args, job.kwargs,
         job.attempts, job.max_attempts, job.lease_token, job.enqueued_at, job.started_at,
-        job.worker_ids, job.trace_context"""
+        job.worker_ids, job.trace_context,
+        EXTRACT(EPOCH FROM (now() - job.run_after))::float8 AS waited"""
 
 #: The claimed rows as one JSON document (both PostgreSQL claims). The JSON columns a
 #: row's writer chose (arguments, trace context) stay text inside it, so that however
 #: deep one of them nests, the document itself decodes, and only that job fails.
 _CLAIMED_DOCUMENT_POSTGRES = """SELECT json_agg(json_build_array(
     id, task_path, queue_name, priority, args::text, kwargs::text, attempts, max_attempts,
-    lease_token, enqueued_at, started_at, worker_ids, trace_context::text
+    lease_token, enqueued_at, started_at, worker_ids, trace_context::text, waited
 ))::text FROM claimed"""
 
 #: The queues a claim serves, as rows of ``queues(name)``: the worker's list...
@@ -379,7 +383,8 @@ WHERE id IN (
     SELECT id FROM ({{lanes}}) ORDER BY priority DESC, run_after, id LIMIT %(limit)s
 )
 RETURNING id, task_path, queue_name, priority, args, kwargs, attempts, max_attempts,
-    lease_token, enqueued_at, started_at, worker_ids, trace_context"""
+    lease_token, enqueued_at, started_at, worker_ids, trace_context,
+    (julianday('now') - julianday(run_after)) * 86400.0"""
 
 #: One queue's part of the SQLite claim (``{{queue}}``: its name's condition).
 #: Each queue is read on its own, in the ready index's order, so no queue's
@@ -765,7 +770,7 @@ RESCUE_POSTGRES = f"""UPDATE {JOB} SET
     lease_token = NULL,
     lease_expires_at = NULL
 WHERE status = 'RUNNING' AND lease_expires_at < now()
-RETURNING id, task_path, status"""
+RETURNING id, task_path, status, backend, queue_name"""
 
 RESCUE_SQLITE = f"""UPDATE {JOB} SET
     status = CASE
@@ -790,12 +795,12 @@ RESCUE_SQLITE = f"""UPDATE {JOB} SET
     lease_token = NULL,
     lease_expires_at = NULL
 WHERE status = 'RUNNING' AND lease_expires_at < {SQLITE_NOW}
-RETURNING id, task_path, status"""
+RETURNING id, task_path, status, backend, queue_name"""
 
 
 def rescue_expired(
     connection: BaseDatabaseWrapper, max_crashes: int, poison_error: dict[str, Any]
-) -> list[tuple[int, str, str]]:
+) -> list[tuple[int, str, str, str, str]]:
     """Take back RUNNING jobs whose lease expired: their worker died or froze.
 
     A worker's death is not the job's failure, so the attempt is given back
@@ -808,13 +813,14 @@ def rescue_expired(
     kills its worker is failed after ``max(max_crashes, 2)`` deaths, and the
     jobs claimed beside it run again, cleared. Safe when several workers
     rescue at once: the WHERE clause is re-checked on the locked row, so each
-    job is taken once. Returns ``(id, task_path, new_status)`` per rescued job.
+    job is taken once. Returns ``(id, task_path, new_status, alias, queue)`` per
+    rescued job.
     """
     sql = RESCUE_POSTGRES if _postgres(connection) else RESCUE_SQLITE
     params: dict[str, Any] = {"max_crashes": max_crashes, "poison": json.dumps(poison_error)}
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return [(row[0], row[1], row[2]) for row in cursor.fetchall()]
+        return [(row[0], row[1], row[2], row[3], row[4]) for row in cursor.fetchall()]
 
 
 SET_PROGRESS = f"""UPDATE {JOB} SET progress = %(percent)s, progress_message = %(message)s
@@ -1290,7 +1296,7 @@ CANCEL_POSTGRES = f"""UPDATE {JOB} SET
     errors = (CASE WHEN jsonb_typeof(errors) = 'array' THEN errors ELSE '[]' END)
         || jsonb_build_array(%(error)s::jsonb)
 WHERE {{ids}} AND status = 'READY' AND (%(backend)s::text IS NULL OR backend = %(backend)s)
-RETURNING id"""
+RETURNING id, backend, queue_name, task_path"""
 
 CANCEL_SQLITE = f"""UPDATE {JOB} SET
     status = 'CANCELLED',
@@ -1301,7 +1307,7 @@ CANCEL_SQLITE = f"""UPDATE {JOB} SET
         json(%(error)s)
     )
 WHERE {{ids}} AND status = 'READY' AND (%(backend)s IS NULL OR backend = %(backend)s)
-RETURNING id"""
+RETURNING id, backend, queue_name, task_path"""
 
 
 @functools.lru_cache(maxsize=64)
@@ -1323,7 +1329,8 @@ def cancel_many(
     alias's job is not ours, even on the same database); None is any alias
     (the admin). The status condition is checked on the row as it is
     updated: a job a worker claimed in the meantime is RUNNING by the time
-    this statement sees it, and is not touched.
+    this statement sees it, and is not touched. The cancelled jobs are added
+    to the metrics' tallies in the same transaction.
     """
     if not job_ids:
         return []
@@ -1333,9 +1340,15 @@ def cancel_many(
         "backend": backend,
         **_in_params(postgres, "id", [int(i) for i in job_ids]),
     }
-    with connection.cursor() as cursor:
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
         cursor.execute(_cancel_sql(postgres, len(job_ids)), params)
-        return [row[0] for row in cursor.fetchall()]
+        rows = cursor.fetchall()
+        counted = Counter((alias, queue, task) for _, alias, queue, task in rows)
+        add_tallies(
+            connection,
+            sorted(((*key, "outcome", "cancelled"), float(n)) for key, n in counted.items()),
+        )
+    return [row[0] for row in rows]
 
 
 #: ``{statuses}``: the finished statuses to delete.
@@ -1379,54 +1392,63 @@ def prune(
         return cursor.rowcount
 
 
-# Statistics (the admin's overview)
+# Statistics (``inspection``: the admin's overview, ``manage.py tasks``, the metrics)
 
 
-READY_STATS_POSTGRES = f"""SELECT
-    backend, queue_name, COUNT(*),
-    SUM(CASE WHEN run_after <= now() THEN 1 ELSE 0 END),
-    EXTRACT(EPOCH FROM (now() - MIN(run_after) FILTER (WHERE run_after <= now())))
-FROM {JOB} WHERE status = 'READY' GROUP BY backend, queue_name"""
+#: Per ``(alias, queue)`` and status: how many jobs, how many are due (READY), and the
+#: oldest due one's wait in seconds; see ``queue_counts``. ``%(settled)s`` false leaves
+#: out the FAILED and CANCELLED rows (PostgreSQL skips that arm without reading it).
+QUEUE_COUNTS_POSTGRES = f"""SELECT backend, queue_name, 'READY', COUNT(*),
+    COUNT(*) FILTER (WHERE run_after <= now()),
+    EXTRACT(EPOCH FROM (now() - MIN(run_after) FILTER (WHERE run_after <= now())))::float
+FROM {JOB} WHERE status = 'READY' GROUP BY backend, queue_name
+UNION ALL
+SELECT backend, queue_name, 'RUNNING', COUNT(*), 0, NULL
+FROM {JOB} WHERE status = 'RUNNING' GROUP BY backend, queue_name
+UNION ALL
+SELECT backend, queue_name, status, COUNT(*), 0, NULL
+FROM {JOB} WHERE status IN ('FAILED', 'CANCELLED') AND %(settled)s
+GROUP BY backend, queue_name, status"""
 
-READY_STATS_SQLITE = f"""SELECT
-    backend, queue_name, COUNT(*),
+QUEUE_COUNTS_SQLITE = f"""SELECT backend, queue_name, 'READY', COUNT(*),
     SUM(CASE WHEN run_after <= {SQLITE_NOW} THEN 1 ELSE 0 END),
     (julianday('now') - julianday(MIN(CASE WHEN run_after <= {SQLITE_NOW} THEN run_after END)))
         * 86400.0
-FROM {JOB} WHERE status = 'READY' GROUP BY backend, queue_name"""
+FROM {JOB} WHERE status = 'READY' GROUP BY backend, queue_name
+UNION ALL
+SELECT backend, queue_name, 'RUNNING', COUNT(*), 0, NULL
+FROM {JOB} WHERE status = 'RUNNING' GROUP BY backend, queue_name
+UNION ALL
+SELECT backend, queue_name, status, COUNT(*), 0, NULL
+FROM {JOB} WHERE status IN ('FAILED', 'CANCELLED') AND %(settled)s
+GROUP BY backend, queue_name, status"""
 
 
-def ready_stats(
-    connection: BaseDatabaseWrapper,
-) -> list[tuple[tuple[str, str], int, int, float | None]]:
-    """Per ``(alias, queue)``: READY jobs, how many are due, the oldest due one's wait (s).
+def queue_counts(
+    connection: BaseDatabaseWrapper, settled: bool = True
+) -> list[tuple[tuple[str, str], str, int, int, float | None]]:
+    """Per ``(alias, queue)`` and status: ``(key, status, jobs, due, oldest due wait)``.
 
-    Reads only READY rows (the partial index ``dbtasks_job_ready`` holds
-    exactly those), so its cost follows the backlog, not the table's history.
+    READY rows give all three numbers (``due``: ``run_after`` has passed), RUNNING,
+    FAILED and CANCELLED rows their count; ``settled=False`` leaves the last two
+    out (the metrics scrape: their history is the counters' business). One
+    statement, each arm bounded by a partial index (``dbtasks_job_ready``,
+    ``dbtasks_job_running_lease``, ``dbtasks_job_failed``): the cost follows
+    what waits, runs and failed, never the finished history.
     """
-    sql = READY_STATS_POSTGRES if _postgres(connection) else READY_STATS_SQLITE
+    sql = QUEUE_COUNTS_POSTGRES if _postgres(connection) else QUEUE_COUNTS_SQLITE
     with connection.cursor() as cursor:
-        cursor.execute(sql, {})
+        cursor.execute(sql, {"settled": settled})
         return [
             (
                 (row[0], row[1]),
-                int(row[2]),
-                int(row[3] or 0),
-                None if row[4] is None else float(row[4]),
+                row[2],
+                int(row[3]),
+                int(row[4] or 0),
+                None if row[5] is None else float(row[5]),
             )
             for row in cursor.fetchall()
         ]
-
-
-RUNNING_COUNTS = f"""SELECT backend, queue_name, COUNT(*) FROM {JOB}
-WHERE status = 'RUNNING' GROUP BY backend, queue_name"""
-
-
-def running_counts(connection: BaseDatabaseWrapper) -> dict[tuple[str, str], int]:
-    """RUNNING jobs per ``(alias, queue)`` (the partial index ``dbtasks_job_running_lease``)."""
-    with connection.cursor() as cursor:
-        cursor.execute(RUNNING_COUNTS, {})
-        return {(row[0], row[1]): int(row[2]) for row in cursor.fetchall()}
 
 
 FINISHED_PER_MINUTE_POSTGRES = f"""SELECT
@@ -1464,22 +1486,122 @@ def finished_per_minute(
         return [((row[0], row[1]), row[2], int(row[3]), int(row[4])) for row in cursor.fetchall()]
 
 
-FAILED_AND_CANCELLED_COUNTS = f"""SELECT backend, queue_name, status, COUNT(*) FROM {JOB}
-WHERE status IN ('FAILED', 'CANCELLED') GROUP BY backend, queue_name, status"""
+#: Jobs FAILED since ``%(age)s`` ago, grouped by task and the exception class of their
+#: last error, largest groups first: see ``recent_failures``. ``{queues}``: all, or a list.
+RECENT_FAILURES_POSTGRES = f"""WITH failed AS (
+    SELECT id, task_path, finished_at,
+        CASE WHEN jsonb_typeof(errors) = 'array' AND jsonb_array_length(errors) > 0
+            THEN errors -> -1 ->> 'exception_class_path' END AS exception
+    FROM {JOB}
+    WHERE status = 'FAILED' AND finished_at >= now() + make_interval(secs => %(age)s)
+        AND backend = %(backend)s AND {{queues}}
+), groups AS (
+    SELECT task_path, exception, COUNT(*) AS jobs, MAX(finished_at) AS latest_at,
+        MAX(id) AS latest_id
+    FROM failed GROUP BY task_path, exception
+    ORDER BY jobs DESC, latest_id DESC LIMIT %(limit)s
+)
+SELECT groups.task_path, groups.exception, groups.jobs, groups.latest_at, groups.latest_id,
+    CASE WHEN jsonb_typeof(job.errors) = 'array' THEN job.errors -> -1 ->> 'message' END
+FROM groups JOIN {JOB} AS job ON job.id = groups.latest_id
+ORDER BY groups.jobs DESC, groups.latest_id DESC"""
+
+RECENT_FAILURES_SQLITE = f"""WITH failed AS (
+    SELECT id, task_path, finished_at,
+        CASE WHEN json_valid(errors) AND json_type(errors) = 'array'
+            AND json_array_length(errors) > 0
+            THEN json_extract(errors, '$[#-1].exception_class_path') END AS exception
+    FROM {JOB}
+    WHERE status = 'FAILED'
+        AND finished_at >= STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now', %(age)s)
+        AND backend = %(backend)s AND {{queues}}
+), groups AS (
+    SELECT task_path, exception, COUNT(*) AS jobs, MAX(finished_at) AS latest_at,
+        MAX(id) AS latest_id
+    FROM failed GROUP BY task_path, exception
+    ORDER BY jobs DESC, latest_id DESC LIMIT %(limit)s
+)
+SELECT groups.task_path, groups.exception, groups.jobs, groups.latest_at, groups.latest_id,
+    CASE WHEN json_valid(job.errors) AND json_type(job.errors) = 'array'
+        THEN json_extract(job.errors, '$[#-1].message') END
+FROM groups JOIN {JOB} AS job ON job.id = groups.latest_id
+ORDER BY groups.jobs DESC, groups.latest_id DESC"""
 
 
-def failed_and_cancelled_counts(
+@functools.lru_cache(maxsize=64)
+def _recent_failures_sql(postgres: bool, queues: int) -> str:
+    listed = _in(postgres, "queue_name", "queue", queues) if queues else "1 = 1"
+    return (RECENT_FAILURES_POSTGRES if postgres else RECENT_FAILURES_SQLITE).format(queues=listed)
+
+
+def recent_failures(
     connection: BaseDatabaseWrapper,
-) -> dict[tuple[tuple[str, str], str], int]:
-    """FAILED and CANCELLED jobs of all time, per ``((alias, queue), status)``.
+    backend: str,
+    seconds: float,
+    limit: int,
+    queues: Sequence[str] = (),
+) -> list[tuple[str, str | None, int, datetime | None, int, Any]]:
+    """Jobs failed for good in the last ``seconds``, by task and exception class.
 
-    These are the rows an operator acts on, and few: the partial index
-    ``dbtasks_job_failed`` holds exactly them, so this stays cheap however
-    many successful jobs the table keeps.
+    Rows of ``(task_path, exception_class_path, jobs, latest finished_at,
+    latest job id, latest message)``, the largest group first; the exception
+    is that of each job's last error (None: the row holds none). Reads FAILED
+    rows of the window only, through ``dbtasks_job_finished`` (or
+    ``dbtasks_job_failed``), then one row per group for its latest message.
+    """
+    postgres = _postgres(connection)
+    params = {
+        "age": _seconds(postgres, -seconds),
+        "backend": backend,
+        "limit": limit,
+        **_in_params(postgres, "queue", list(queues)),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_recent_failures_sql(postgres, len(queues)), params)
+        return [
+            (row[0], row[1], int(row[2]), _when(row[3]), int(row[4]), row[5])
+            for row in cursor.fetchall()
+        ]
+
+
+# Tallies (``tallies``, ``metrics``): running totals that only grow
+
+
+#: Add to running totals: ``{rows}`` VALUES rows of (alias, queue, task, metric, key,
+#: amount). The same statement in both dialects (SQLite has had upserts since 3.24).
+ADD_TALLIES = f"""INSERT INTO {TALLY} (backend, queue_name, task_path, metric, key, value)
+VALUES {{rows}}
+ON CONFLICT (backend, queue_name, task_path, metric, key)
+DO UPDATE SET value = {TALLY}.value + excluded.value"""
+
+#: Most rows one upsert adds: 6 values each, within SQLite's 32766 per statement.
+TALLY_ROWS_PER_STATEMENT = 1000
+
+
+def add_tallies(
+    connection: BaseDatabaseWrapper, rows: Sequence[tuple[Sequence[str], float]]
+) -> int:
+    """Add each ``((alias, queue, task, metric, key), amount)`` to its total; return the rows.
+
+    Callers sort the rows, so that two workers adding to the same totals lock
+    them in the same order and never deadlock. Nothing to add sends nothing.
     """
     with connection.cursor() as cursor:
-        cursor.execute(FAILED_AND_CANCELLED_COUNTS, {})
-        return {((row[0], row[1]), row[2]): int(row[3]) for row in cursor.fetchall()}
+        for start in range(0, len(rows), TALLY_ROWS_PER_STATEMENT):
+            chunk = rows[start : start + TALLY_ROWS_PER_STATEMENT]
+            params: list[Any] = [value for key, amount in chunk for value in (*key, amount)]
+            cursor.execute(_values_sql(ADD_TALLIES, 6, len(chunk)), params)
+    return len(rows)
+
+
+READ_TALLIES = f"""SELECT backend, queue_name, task_path, metric, key, value FROM {TALLY}"""
+
+
+def read_tallies(connection: BaseDatabaseWrapper) -> list[tuple[str, str, str, str, str, float]]:
+    """Every running total (one row per alias, queue, task and outcome or bucket: few)."""
+    with connection.cursor() as cursor:
+        cursor.execute(READ_TALLIES, {})
+        return [(*row[:5], float(row[5])) for row in cursor.fetchall()]
 
 
 # Testing (``django_dbtasks.testing``): a test's transaction stops PostgreSQL's clock
