@@ -17,11 +17,17 @@ socket, woken by a commit that INSERTs a raw row and NOTIFYs, which then
 claims the row. pgqueuer, the fastest Python peer, is measured in the same
 runs through its own API (bench/pgqueuer_peer.py, in a virtualenv of its own
 that bench/run.sh makes); without it the benchmark says why and goes on.
+
+``--scrape`` reads the Prometheus metrics (``django_dbtasks.metrics``, the
+``metrics`` extra) once a second in a thread during every processing run, as
+a scraper would, and reports how long each scrape took: run it with and
+without to see what a scraped deployment costs the workers.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import multiprocessing
@@ -32,6 +38,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -69,12 +76,14 @@ RAW_CHANNEL = "raw_jobs"
 
 
 class Bench:
-    def __init__(self, url: str, runs: int, quick: bool) -> None:
+    def __init__(self, url: str, runs: int, quick: bool, scrape: bool = False) -> None:
         self.url = url
         self.runs = runs
         self.scale = 0.1 if quick else 1.0
         self.results: dict[str, dict[str, float]] = {}
         self.samples: dict[str, list[float]] = {}
+        #: ``--scrape``: the metrics are read once a second while workers process jobs.
+        self.scraper = Scraper() if scrape else None
 
     # Helpers
 
@@ -259,9 +268,10 @@ class Bench:
             subprocess.Popen([*command, "--concurrency", str(concurrency)], env=env)
             for _ in range(processes)
         ]
-        for worker in workers:
-            if worker.wait(timeout=900) != 0:
-                raise RuntimeError("a benchmark worker failed")
+        with self.scraper or contextlib.nullcontext():
+            for worker in workers:
+                if worker.wait(timeout=900) != 0:
+                    raise RuntimeError("a benchmark worker failed")
         with psycopg.connect(self.url) as conn:
             done, first, last = conn.execute(
                 "SELECT count(*), min(started_at), max(finished_at) FROM django_dbtasks_job "
@@ -458,6 +468,42 @@ class Bench:
         return early, late
 
 
+class Scraper:
+    """While a processing run lasts, read the Prometheus metrics once a second, as a
+    scraper would: ``django_dbtasks.metrics``' collector, its SQL on this database."""
+
+    def __init__(self) -> None:
+        self.milliseconds: list[float] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Scraper:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._scrape, name="scraper", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join(timeout=30)
+
+    def _scrape(self) -> None:
+        from django.db import connection
+        from prometheus_client import generate_latest
+
+        from django_dbtasks import metrics
+
+        try:
+            while not self._stop.wait(1.0):
+                started = time.perf_counter()
+                if b"dbtasks_jobs_ready" not in generate_latest(metrics.REGISTRY):
+                    raise RuntimeError("the metrics came back without the ready gauge")
+                self.milliseconds.append((time.perf_counter() - started) * 1000)
+        finally:
+            connection.close()  # the thread's own connection
+
+
 def prepared_statements(connection: Any) -> bool:
     """Whether the connection's settings turn psycopg's prepared statements on."""
     return connection.settings_dict["OPTIONS"].get("prepare_threshold") is not None
@@ -594,6 +640,12 @@ def main() -> None:
         "--quick", action="store_true", help="a tenth of the job counts, 200 latency samples"
     )
     parser.add_argument(
+        "--scrape",
+        action="store_true",
+        help="read the Prometheus metrics (django_dbtasks.metrics) once a second during "
+        "every processing run, as a scraper would; needs the metrics extra",
+    )
+    parser.add_argument(
         "--no-prepare",
         action="store_true",
         help="Django's default connection settings: no prepared statements",
@@ -612,7 +664,7 @@ def main() -> None:
     from django.db import connection
 
     call_command("migrate", verbosity=0)
-    bench = Bench(os.environ["DATABASE_URL"], options.runs, options.quick)
+    bench = Bench(os.environ["DATABASE_URL"], options.runs, options.quick, options.scrape)
     r = bench.results
     started = time.time()
 
@@ -709,6 +761,10 @@ def main() -> None:
         rates.append(bench.drain(2, 1, ready))
     bench.record(f"runtasks 2 proc, {finished:,} finished in table", rates, "jobs/s")
     connection.close()
+
+    if bench.scraper is not None and bench.scraper.milliseconds:
+        print("metrics scrapes during the processing runs (ms each)")
+        bench.record("metrics scrape, once a second", bench.scraper.milliseconds, "ms")
 
     print("memory")
     memory_jobs = bench.n(100_000)

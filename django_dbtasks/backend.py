@@ -22,7 +22,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
-from . import queries, registry
+from . import queries, registry, tracing
 from .base import DbTask, DbTaskResult
 from .compat import (
     BaseTaskBackend,
@@ -188,7 +188,11 @@ class DatabaseBackend(BaseTaskBackend):
             self._validated.add((variant, settings.USE_TZ))
 
     def _insert(
-        self, task: Task, calls: list[tuple[str, str]], unique_key: str | None = None
+        self,
+        task: Task,
+        calls: list[tuple[str, str]],
+        unique_key: str | None = None,
+        trace_context: dict[str, str] | None = None,
     ) -> list[tuple[int, datetime | None]]:
         """Insert jobs of ``task``, one per encoded call; return ``(id, enqueued_at)`` of each.
 
@@ -200,6 +204,7 @@ class DatabaseBackend(BaseTaskBackend):
             **self._job_columns(task),
             calls=calls,
             unique_key=unique_key,
+            trace_context=trace_context,
         )
 
     def _job_columns(self, task: Task) -> dict[str, Any]:
@@ -217,23 +222,37 @@ class DatabaseBackend(BaseTaskBackend):
         return isinstance(task, DbTask) and task.unique is not None and task.unique is not False
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> DbTaskResult:
+        with tracing.enqueueing(task, self.alias) as traced:
+            return self._enqueue(task, args, kwargs, traced)
+
+    def _enqueue(
+        self, task: Task, args: Any, kwargs: Any, traced: tracing.SpanScope
+    ) -> DbTaskResult:
+        """``enqueue()`` inside its span (``traced``: the context the row stores)."""
         self.config  # noqa: B018 - raises the configuration error, if any, first
         self.validate_task(task)
         args = list(args)
         check_call(task, args, kwargs)
         encoded = encode_arguments(task.module_path, args, kwargs)
         if self._is_unique(task):
-            result, inserted = self._insert_unique(task, args, kwargs, encoded)
+            result, inserted = self._insert_unique(task, args, kwargs, encoded, traced.context)
+            traced.enqueued(result.id, duplicate=not inserted)
             if not inserted:
                 return result  # the unfinished job with its key: nothing was enqueued
         else:
-            [(job_id, enqueued_at)] = self._insert(task, [encoded])
+            [(job_id, enqueued_at)] = self._insert(task, [encoded], trace_context=traced.context)
             result = self._new_result(task, job_id, args, kwargs, enqueued_at)
+            traced.enqueued(job_id)
         task_enqueued.send(type(self), task_result=result)
         return result
 
     def _insert_unique(
-        self, task: Task, args: list[Any], kwargs: dict[str, Any], encoded: tuple[str, str]
+        self,
+        task: Task,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        encoded: tuple[str, str],
+        trace_context: dict[str, str] | None = None,
     ) -> tuple[DbTaskResult, bool]:
         """Insert a unique job, or find the unfinished job that has its key.
 
@@ -245,7 +264,7 @@ class DatabaseBackend(BaseTaskBackend):
         assert isinstance(task, DbTask)
         key = task.unique_key(args, kwargs)
         for _ in range(10):
-            inserted = self._insert(task, [encoded], unique_key=key)
+            inserted = self._insert(task, [encoded], unique_key=key, trace_context=trace_context)
             if inserted:
                 [(job_id, enqueued_at)] = inserted
                 return self._new_result(task, job_id, args, kwargs, enqueued_at), True
@@ -270,8 +289,19 @@ class DatabaseBackend(BaseTaskBackend):
         Per job, only what the standard API asks for: a result, and one
         ``task_enqueued`` per result. The rest is per batch: one check per
         shape of call, one JSON document and one INSERT per 1,000 jobs, one
-        look-up of the signal's receivers (see docs/performance.md).
+        look-up of the signal's receivers (see docs/performance.md), and one
+        span, whose context every job of the call keeps (docs/tracing.md).
         """
+        with tracing.enqueueing(task, self.alias, "enqueue_many") as traced:
+            return self._enqueue_many(task, calls, traced)
+
+    def _enqueue_many(
+        self,
+        task: Task,
+        calls: Iterable[tuple[Iterable[Any], dict[str, Any]]],
+        traced: tracing.SpanScope,
+    ) -> list[DbTaskResult]:
+        """``enqueue_many()`` inside its span."""
         self.config  # noqa: B018 - raises the configuration error, if any, first
         self.validate_task(task)
         pairs = [(list(args), dict(kwargs)) for args, kwargs in calls]
@@ -279,7 +309,9 @@ class DatabaseBackend(BaseTaskBackend):
         if self._is_unique(task):
             # Each unique job may turn out to be a duplicate: one by one, one transaction.
             with transaction.atomic(using=self.database):
-                return [self.enqueue(task, args, kwargs) for args, kwargs in pairs]
+                each = [self.enqueue(task, args, kwargs) for args, kwargs in pairs]
+            traced.enqueued_many(len(each))
+            return each
         results: list[DbTaskResult] = []
         chunks = [pairs[start : start + BULK_SIZE] for start in range(0, len(pairs), BULK_SIZE)]
         # One INSERT is atomic by itself (and a transaction around it costs two round
@@ -290,16 +322,22 @@ class DatabaseBackend(BaseTaskBackend):
         with atomic:
             for chunk in chunks:
                 document = encode_calls(task.module_path, chunk)
-                inserted = self._insert_batch(task, document)
+                inserted = self._insert_batch(task, document, traced.context)
                 normalize = holds_containers(document, len(chunk))
                 results += DbTaskResult.enqueued(task, self.alias, chunk, inserted, normalize)
+        traced.enqueued_many(len(results))
         send_each(task_enqueued, type(self), results)
         return results
 
-    def _insert_batch(self, task: Task, calls: str) -> list[tuple[int, datetime | None]]:
+    def _insert_batch(
+        self, task: Task, calls: str, trace_context: dict[str, str] | None = None
+    ) -> list[tuple[int, datetime | None]]:
         """Insert the jobs of ``task`` whose calls are the JSON document ``calls``."""
         return queries.insert_batch(
-            connections[self.database], **self._job_columns(task), calls=calls
+            connections[self.database],
+            **self._job_columns(task),
+            calls=calls,
+            trace_context=trace_context,
         )
 
     def _new_result(

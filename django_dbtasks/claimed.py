@@ -27,7 +27,11 @@ class ClaimedJob:
     enqueued_at: datetime | None
     started_at: datetime | None
     worker_ids: list[str]
+    #: The enqueuer's trace context (a propagator's carrier), or None: see ``tracing.py``.
+    trace_context: dict[str, str] | None = None
     #: Why the row cannot be run ("" when it can): arguments that cannot be decoded or
     #: nest too deep, or a malformed row (written by SQL, or by a buggy release). Such
     #: a job fails at once instead of breaking the claim of the jobs beside it.
     unrunnable: str = ""
+    #: Seconds the job had been due when it was claimed (database clock), for the metrics.
+    waited: float | None = None

@@ -59,6 +59,11 @@ MAXIMUMS: dict[str, tuple[float, str, str]] = {
         "completing a batch on SQLite binds 3 values per job, and SQLite allows 32766 "
         "in one statement",
     ),
+    "ALERT_WAIT_SECONDS": (
+        30 * DAY,
+        "2592000 s (30 days)",
+        "a job due that long ago is an outage already; 0 turns the alert off",
+    ),
     "MAX_RESULT_BYTES": (
         255 * 1024 * 1024,
         "267386880 (255 MiB)",
@@ -96,6 +101,9 @@ class Options:
     #: Largest return value, in bytes of JSON, a job may store; a larger one fails
     #: that attempt with ``ResultNotStorable`` (large results belong in a file).
     MAX_RESULT_BYTES: int = 1024 * 1024
+    #: Seconds the oldest due job of a queue may wait before the admin overview shows
+    #: a warning and ``manage.py tasks health`` reports it (``alerts``); 0: never.
+    ALERT_WAIT_SECONDS: float = 300.0
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None, alias: str = "default") -> Options:
@@ -148,8 +156,9 @@ class Options:
         for name in ("POLL_INTERVAL", "HEARTBEAT_INTERVAL", "LEASE", "WORKER_RETENTION"):
             if getattr(self, name) <= 0:
                 raise ImproperlyConfigured(f"{where}[{name!r}] must be a positive number.")
-        if self.PREFETCH_SECONDS < 0:
-            raise ImproperlyConfigured(f"{where}['PREFETCH_SECONDS'] must not be negative.")
+        for name in ("PREFETCH_SECONDS", "ALERT_WAIT_SECONDS"):
+            if getattr(self, name) < 0:
+                raise ImproperlyConfigured(f"{where}[{name!r}] must not be negative.")
         if self.MAX_RESULT_BYTES < 1:
             raise ImproperlyConfigured(f"{where}['MAX_RESULT_BYTES'] must be at least 1.")
         if self.MAX_BATCH < 1:

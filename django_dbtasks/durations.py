@@ -1,5 +1,5 @@
 """Command-line numbers: durations (``90``, ``30s``, ``15m``, ``12h``, ``7d``, ``2w``),
-seconds and bounded whole numbers.
+seconds and bounded whole numbers; and durations written back (``short``).
 
 Each reader is an argparse ``type``: it returns the value or raises
 ``argparse.ArgumentTypeError`` saying what was wrong and what is accepted, so
@@ -78,3 +78,21 @@ def whole_number(text: str, maximum: int, beyond: str) -> int:
             f"must be at most {maximum}, got {number(value)}: {beyond}"
         )
     return value
+
+
+def short(seconds: float | None) -> str:
+    """Seconds as a terminal shows them, in the units ``parse_duration`` reads: ``850ms``,
+    ``12.3s``, ``4m05s``, ``2h03m``, ``3d04h`` (``-`` for none)."""
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    seconds = max(0.0, seconds)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"

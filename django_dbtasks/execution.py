@@ -17,7 +17,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from . import progress, registry
+from . import progress, registry, tracing
 from .base import DbTask, DbTaskResult
 from .claimed import ClaimedJob
 from .compat import TaskContext, TaskResultStatus, task_started
@@ -122,8 +122,17 @@ def attempt(job: ClaimedJob) -> tuple[Outcome, DbTaskResult | None]:
     ``TaskResult`` is built (the task's context holds it) and ``task_started``
     sent; a job whose result Django cannot build fails without running.
     Returns the outcome and that result (None if it was never built), which
-    ``task_finished`` carries once the outcome is written.
+    ``task_finished`` carries once the outcome is written. The attempt runs
+    inside its span, when one is recorded (see ``tracing``).
     """
+    with tracing.running(job) as traced:
+        outcome, result = _attempt(job)
+        traced.ended(job, outcome.error)
+    return outcome, result
+
+
+def _attempt(job: ClaimedJob) -> tuple[Outcome, DbTaskResult | None]:
+    """``attempt()`` without its span."""
     started = time.monotonic()
     result = None
     try:

@@ -1,10 +1,11 @@
-"""The worker's side duties: heartbeat, orphan release, rescue, dead-worker cleanup.
+"""The worker's side duties: heartbeat, orphan release, rescue, dead-worker cleanup, tallies.
 
 Each runs on its own timer from ``Maintenance.run_due(now, held)``, called
 once per loop turn; a turn with nothing due costs nothing. They are the
 recovery half of the guarantees: leases are extended while a job runs,
 jobs of dead workers are taken back and their suspects found, and rows of
-long-dead workers are forgotten.
+long-dead workers are forgotten. With each heartbeat, what the worker
+counted for the metrics since the last one is added to the tally table.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import queries
+from . import queries, tallies
 from .conf import Options
 from .errors import error_entry
 from .exceptions import PoisonJob
 from .outages import OutageGuard
 from .reporting import Reporter
+from .tallies import Tallies
 
 #: Seconds between sweeps that forget long-dead workers.
 WORKER_CLEANUP_INTERVAL = 300.0
@@ -35,6 +37,7 @@ class Maintenance:
         worker_id: str,
         queues: list[str],
         alias: str,
+        tallies: Tallies | None = None,
     ) -> None:
         self.connection = connection
         self.guard = guard
@@ -43,6 +46,7 @@ class Maintenance:
         self.worker_id = worker_id
         self.queues = queues
         self.alias = alias
+        self.tallies = tallies or Tallies(alias)
         self.heartbeat_due = 0.0  # monotonic time of the next heartbeat
         self.cleanup_due = 0.0  # ... and of the next sweep of dead workers
 
@@ -60,6 +64,7 @@ class Maintenance:
         self.heartbeat(held)
         self.release_orphans(held)
         self.rescue()
+        self.write_tallies()
         waiting = self.guard.run(
             lambda: queries.suspect_waiting(self.connection(), self.queues, self.alias)
         )
@@ -87,8 +92,16 @@ class Maintenance:
                 self.connection(), self.config.MAX_CRASHES, self.poison_error()
             )
         )
-        for job_id, task_path, status in rescued or []:
+        for job_id, task_path, status, alias, queue in rescued or []:
             self.reporter.rescued(job_id, task_path, status)
+            outcome = tallies.POISON if status == "FAILED" else tallies.RESCUED
+            self.tallies.outcome(queue, task_path, outcome, alias=alias)
+
+    def write_tallies(self) -> None:
+        """Add what was counted since the last heartbeat to the totals (kept if that fails)."""
+        rows = self.tallies.take()
+        if rows and self.guard.run(lambda: queries.add_tallies(self.connection(), rows)) is None:
+            self.tallies.put_back(rows)
 
     def forget_dead_workers(self) -> None:
         self.guard.run(

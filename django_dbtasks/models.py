@@ -130,6 +130,11 @@ class Job(models.Model):
     lease_token = models.UUIDField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
 
+    # The trace context of the code that enqueued the job (W3C ``traceparent`` and
+    # ``tracestate``, or whatever the configured propagator writes), so that each run's
+    # span joins that trace; NULL when nothing was being traced (see ``tracing.py``).
+    trace_context = models.JSONField(null=True, blank=True, editable=False)
+
     objects = JobQuerySet.as_manager()
 
     class Meta:
@@ -307,6 +312,38 @@ class Worker(models.Model):
         return f"{self.hostname}:{self.pid} ({self.id})"
 
 
+class Tally(models.Model):
+    """A running total of what happened to jobs, per alias, queue, task and kind; never lowered.
+
+    Workers add what they did since their last heartbeat (``queries.add_tallies``:
+    one upsert per heartbeat, whatever the number of jobs); a cancel adds its own.
+    The Prometheus collector (``metrics``) reads them as counters and histograms:
+    they only grow, whichever worker wrote them and whatever ``prunetasks``
+    deletes, so the counters never go down. ``metric`` is "outcome" (``key``: the
+    outcome) or a histogram, "run_seconds" or "wait_seconds" (``key``: a bucket's
+    upper bound, or "sum"); ``task_path`` is "" for per-queue series.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    backend = models.CharField(max_length=64)
+    queue_name = models.CharField(max_length=64)
+    task_path = models.CharField(max_length=255, blank=True)
+    metric = models.CharField(max_length=32)
+    key = models.CharField(max_length=32)
+    value = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["backend", "queue_name", "task_path", "metric", "key"],
+                name="dbtasks_tally_one_per_series",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.metric}[{self.key}] {self.backend}/{self.queue_name} {self.task_path}"
+
+
 class MissedFires(models.TextChoices):
     """What a schedule does about fire times that passed while no scheduler ran."""
 
@@ -363,6 +400,17 @@ class Schedule(models.Model):
         null=True, blank=True, help_text=_("Blank: the task's priority.")
     )
     enabled = models.BooleanField(default=True)
+    # When (and by whom) an operator turned it off: set, it stays off across worker
+    # starts even if code declares it; null, code may turn a code schedule on again.
+    disabled_by = models.CharField(
+        max_length=150,
+        blank=True,
+        default="",
+        db_default="",
+        editable=False,
+        help_text=_("The admin user who disabled it (kept off until enabled in the admin)."),
+    )
+    disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
     missed = models.CharField(max_length=8, choices=MissedFires.choices, default=MissedFires.LATEST)
     from_code = models.BooleanField(
         default=False, editable=False, help_text=_("Declared with periodic() in code.")
@@ -399,6 +447,27 @@ class Schedule(models.Model):
             if update_fields is not None and "next_fire_at" not in update_fields:
                 kwargs["update_fields"] = [*update_fields, "next_fire_at"]
         super().save(*args, **kwargs)
+
+    @property
+    def disabled_by_operator(self) -> bool:
+        """Turned off by a person (in the admin), so syncs from code leave it off."""
+        return not self.enabled and self.disabled_at is not None
+
+    def set_enabled(self, enabled: bool, by: str = "", using: str | None = None) -> bool:
+        """Turn the schedule on or off for an operator; return whether it changed.
+
+        Off records who and when, so ``sync_declared()`` never turns it on again;
+        on clears that and (``save()``) computes the next fire time from now.
+        """
+        if self.enabled if enabled else self.disabled_by_operator:
+            return False  # already so (an "off" because code dropped it becomes an operator's)
+        self.enabled = enabled
+        self.disabled_by = "" if enabled else by
+        self.disabled_at = None if enabled else django_timezone.now()
+        self.save(
+            using=using, update_fields=["enabled", "disabled_by", "disabled_at", "updated_at"]
+        )
+        return True
 
     def clean_fields(self, exclude: Any = None) -> None:
         """Django's checks per field, but deep ``args``/``kwargs`` are left to ``clean()``.

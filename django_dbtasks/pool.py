@@ -44,7 +44,7 @@ from typing import Any
 
 from django.db import close_old_connections
 
-from . import announcing, execution
+from . import announcing, execution, tracing
 from .claimed import ClaimedJob
 from .errors import error_entry
 from .exceptions import JobTimedOut, WorkerCrashed
@@ -146,7 +146,10 @@ def _child_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.set_wakeup_fd(-1)
-    _PoolProcess(conn, stopping, parent_pid, limits, tickets).serve()
+    try:
+        _PoolProcess(conn, stopping, parent_pid, limits, tickets).serve()
+    finally:
+        tracing.flush()  # this process ends with os._exit(): no atexit flush of its spans
 
 
 class _PoolProcess:
@@ -340,6 +343,13 @@ class Finished:
 Written = tuple[Finished, str | None]
 
 
+def _ended_here(job: ClaimedJob, outcome: Outcome) -> Finished:
+    """A failed attempt no pool process reports (it was killed, or never had the job),
+    with its span, which that process could not end (see ``tracing``)."""
+    tracing.record_attempt(job, outcome.error or {}, outcome.duration)
+    return Finished(job, outcome)
+
+
 class Pool:
     def __init__(
         self,
@@ -458,7 +468,7 @@ class Pool:
     @staticmethod
     def _undeliverable(job: ClaimedJob, exc: BaseException) -> Finished:
         outcome = execution.failed(job.id, exc, "The job could not be handed to a pool process")
-        return Finished(job, outcome)
+        return _ended_here(job, outcome)
 
     def drop_backlog(self) -> None:
         """Forget jobs not yet handed to a child (the worker releases them)."""
@@ -670,7 +680,7 @@ class Pool:
         )
         error = error_entry(WorkerCrashed, text)
         outcome = Outcome(job_id=job.id, succeeded=False, error=error, duration=elapsed)
-        return [Finished(job, outcome)]
+        return [_ended_here(job, outcome)]
 
     def _enforce_timeouts(self) -> list[Finished]:
         now = time.monotonic()
@@ -692,7 +702,7 @@ class Pool:
             )
             error = error_entry(JobTimedOut, text)
             outcome = Outcome(job_id=job.id, succeeded=False, error=error, duration=elapsed)
-            finished.append(Finished(job, outcome))
+            finished.append(_ended_here(job, outcome))
         return finished
 
     @staticmethod

@@ -3,8 +3,9 @@
 Two dialects share the same statements: PostgreSQL (production) and SQLite
 (the embedded default). Each statement is written whole, once per dialect,
 as a module constant (``CLAIM_POSTGRES``, ``CLAIM_SQLITE``); the few holes in
-braces are lists of values (see ``_in``) or the rows of a batch, filled in by
-small cached builders. Parameters are named (``%(lease)s``, so a literal
+braces are lists of values (see ``_in``), the rows of a batch, or the trace
+context column of a job enqueued inside a trace, filled in by small cached
+builders. Parameters are named (``%(lease)s``, so a literal
 ``%`` is ``%%``); a VALUES list, in which each value is used once, is bound
 by position.
 
@@ -14,30 +15,32 @@ have skewed clocks. Every write about a claimed job carries its
 ``lease_token`` (fencing): a worker that froze past its lease, and whose job
 was rescued and re-run by another, finds its late writes match no row.
 
-Sections: claims and fencing, workers, enqueue, operators, statistics.
+Sections: claims and fencing, workers, enqueue, operators, statistics, tallies.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
 
 from .claimed import ClaimedJob
 from .errors import latest_error_sql
-from .models import Job, Worker
+from .models import Job, Tally, Worker
 from .serialization import MAX_NESTING, deeper_than
 
 JOB = Job._meta.db_table
 WORKER = Worker._meta.db_table
+TALLY = Tally._meta.db_table
 #: SQLite's ``now()``: the same text format as the timestamps Django stores there.
 SQLITE_NOW = "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now')"
 _json_string = json.encoder.encode_basestring  # a str as a quoted JSON string (in C)
@@ -197,8 +200,38 @@ def _claimed(row: Any) -> ClaimedJob:
         enqueued_at=_when(row[9]),
         started_at=_when(row[10]),
         worker_ids=worker_ids,
+        trace_context=_trace_context(row[12]),
         unrunnable=unrunnable,
+        waited=None if row[13] is None else float(row[13]),
     )
+
+
+#: Most characters a trace context may hold (W3C's ``traceparent`` is 55, its
+#: ``tracestate`` at most about 600): a row that holds more was not written by enqueue().
+MAX_TRACE_CONTEXT_CHARS = 4096
+
+
+def _trace_context(value: Any) -> dict[str, str] | None:
+    """A row's trace context as a propagator reads it, or None.
+
+    None too for a value that is not a small JSON object of strings (a row written
+    some other way): the job then runs in a trace of its own, and its claim, and
+    the jobs claimed beside it, are not disturbed.
+    """
+    if value is None or (isinstance(value, str) and len(value) > MAX_TRACE_CONTEXT_CHARS):
+        return None
+    try:
+        carrier = _json(value)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(carrier, dict):
+        return None
+    size = 0
+    for key, text in carrier.items():
+        if not isinstance(text, str):
+            return None
+        size += len(key) + len(text)
+    return carrier if size <= MAX_TRACE_CONTEXT_CHARS else None
 
 
 # Claims and fencing
@@ -221,12 +254,15 @@ _CLAIM_UPDATE_POSTGRES = f"""UPDATE {JOB} AS job SET
     WHERE job.id = candidates.id
     RETURNING job.id, job.task_path, job.queue_name, job.priority, job.args, job.kwargs,
         job.attempts, job.max_attempts, job.lease_token, job.enqueued_at, job.started_at,
-        job.worker_ids"""
+        job.worker_ids, job.trace_context,
+        EXTRACT(EPOCH FROM (now() - job.run_after))::float8 AS waited"""
 
-#: The claimed rows as one JSON document (both PostgreSQL claims).
+#: The claimed rows as one JSON document (both PostgreSQL claims). The JSON columns a
+#: row's writer chose (arguments, trace context) stay text inside it, so that however
+#: deep one of them nests, the document itself decodes, and only that job fails.
 _CLAIMED_DOCUMENT_POSTGRES = """SELECT json_agg(json_build_array(
     id, task_path, queue_name, priority, args::text, kwargs::text, attempts, max_attempts,
-    lease_token, enqueued_at, started_at, worker_ids
+    lease_token, enqueued_at, started_at, worker_ids, trace_context::text, waited
 ))::text FROM claimed"""
 
 #: The queues a claim serves, as rows of ``queues(name)``: the worker's list...
@@ -348,7 +384,8 @@ WHERE id IN (
     SELECT id FROM ({{lanes}}) ORDER BY priority DESC, run_after, id LIMIT %(limit)s
 )
 RETURNING id, task_path, queue_name, priority, args, kwargs, attempts, max_attempts,
-    lease_token, enqueued_at, started_at, worker_ids"""
+    lease_token, enqueued_at, started_at, worker_ids, trace_context,
+    (julianday('now') - julianday(run_after)) * 86400.0"""
 
 #: One queue's part of the SQLite claim (``{{queue}}``: its name's condition).
 #: Each queue is read on its own, in the ready index's order, so no queue's
@@ -745,7 +782,7 @@ RESCUE_POSTGRES = f"""UPDATE {JOB} SET
     lease_token = NULL,
     lease_expires_at = NULL
 WHERE status = 'RUNNING' AND lease_expires_at < now()
-RETURNING id, task_path, status"""
+RETURNING id, task_path, status, backend, queue_name"""
 
 RESCUE_SQLITE = f"""UPDATE {JOB} SET
     status = CASE
@@ -773,12 +810,12 @@ RESCUE_SQLITE = f"""UPDATE {JOB} SET
     lease_token = NULL,
     lease_expires_at = NULL
 WHERE status = 'RUNNING' AND lease_expires_at < {SQLITE_NOW}
-RETURNING id, task_path, status"""
+RETURNING id, task_path, status, backend, queue_name"""
 
 
 def rescue_expired(
     connection: BaseDatabaseWrapper, max_crashes: int, poison_error: dict[str, Any]
-) -> list[tuple[int, str, str]]:
+) -> list[tuple[int, str, str, str, str]]:
     """Take back RUNNING jobs whose lease expired: their worker died or froze.
 
     A worker's death is not the job's failure, so the attempt is given back
@@ -794,13 +831,13 @@ def rescue_expired(
     job is taken once. The poison entry gets the attempt's ``started_at``,
     the rescue as its ``finished_at`` (the death was earlier, within the
     lease) and the dead worker's ``worker_id``, as ``fail_many`` adds them.
-    Returns ``(id, task_path, new_status)`` per rescued job.
+    Returns ``(id, task_path, new_status, alias, queue)`` per rescued job.
     """
     sql = RESCUE_POSTGRES if _postgres(connection) else RESCUE_SQLITE
     params: dict[str, Any] = {"max_crashes": max_crashes, "poison": json.dumps(poison_error)}
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return [(row[0], row[1], row[2]) for row in cursor.fetchall()]
+        return [(row[0], row[1], row[2], row[3], row[4]) for row in cursor.fetchall()]
 
 
 SET_PROGRESS = f"""UPDATE {JOB} SET progress = %(percent)s, progress_message = %(message)s
@@ -975,7 +1012,7 @@ def insert_cursor(connection: BaseDatabaseWrapper) -> Iterator[Any]:
 INSERT_POSTGRES = f"""INSERT INTO {JOB} (
     backend, task_path, queue_name, priority, max_attempts, run_after, args, kwargs,
     unique_key, schedule_id, scheduled_for,
-    status, attempts, crashes, errors, worker_ids, claimed_by
+    status, attempts, crashes, errors, worker_ids, claimed_by{{trace_column}}
 ) VALUES {{rows}}{{conflict}}
 RETURNING id, enqueued_at"""
 
@@ -987,13 +1024,13 @@ INSERT_ROW_POSTGRES = """(
     %(backend)s, %(task_path)s, %(queue_name)s, %(priority)s, %(max_attempts)s,
     COALESCE(%(run_after)s, statement_timestamp()), %(args_{i})s::jsonb, %(kwargs_{i})s::jsonb,
     %(unique_key)s, %(schedule_id)s, %(scheduled_for)s,
-    'READY', 0, 0, '[]', '[]', ''
+    'READY', 0, 0, '[]', '[]', ''{trace_value}
 )"""
 
 INSERT_SQLITE = f"""INSERT INTO {JOB} (
     backend, task_path, queue_name, priority, max_attempts, run_after, args, kwargs,
     unique_key, schedule_id, scheduled_for,
-    status, attempts, crashes, errors, worker_ids, claimed_by
+    status, attempts, crashes, errors, worker_ids, claimed_by{{trace_column}}
 ) VALUES {{rows}}{{conflict}}
 RETURNING id, enqueued_at"""
 
@@ -1001,7 +1038,7 @@ INSERT_ROW_SQLITE = f"""(
     %(backend)s, %(task_path)s, %(queue_name)s, %(priority)s, %(max_attempts)s,
     COALESCE(%(run_after)s, {SQLITE_NOW}), %(args_{{i}})s, %(kwargs_{{i}})s,
     %(unique_key)s, %(schedule_id)s, %(scheduled_for)s,
-    'READY', 0, 0, '[]', '[]', ''
+    'READY', 0, 0, '[]', '[]', ''{{trace_value}}
 )"""
 
 #: A unique job whose key has a READY or RUNNING job is not inserted: the partial
@@ -1030,28 +1067,28 @@ ON CONFLICT (schedule_id, scheduled_for)
 #: them to the calls by id. ``enqueued_at`` comes back as text, in UTC: Django's
 #: loader of a timestamptz is Python, two microseconds a row, and the rows of one
 #: statement share one time, which ``insert_batch`` parses once.
-INSERT_BATCH_POSTGRES = f"""INSERT INTO {JOB} (
+_INSERT_BATCH_POSTGRES = f"""INSERT INTO {JOB} (
     backend, task_path, queue_name, priority, max_attempts, run_after, args, kwargs,
-    status, attempts, crashes, errors, worker_ids, claimed_by
+    status, attempts, crashes, errors, worker_ids, claimed_by{{trace_column}}
 )
 SELECT
     %(backend)s, %(task_path)s, %(queue_name)s, %(priority)s, %(max_attempts)s,
     COALESCE(%(run_after)s, statement_timestamp()), call.pair -> 0, call.pair -> 1,
-    'READY', 0, 0, '[]', '[]', ''
+    'READY', 0, 0, '[]', '[]', ''{{trace_value}}
 FROM jsonb_array_elements(%(calls)s::jsonb) WITH ORDINALITY AS call(pair, n)
 ORDER BY call.n
 RETURNING id, (enqueued_at AT TIME ZONE 'UTC')::text"""
 
 #: ``INSERT_BATCH_POSTGRES`` on SQLite. ``json_extract`` gives an array or object as
 #: its JSON text, without the encoder's spaces (the values read back are the same).
-INSERT_BATCH_SQLITE = f"""INSERT INTO {JOB} (
+_INSERT_BATCH_SQLITE = f"""INSERT INTO {JOB} (
     backend, task_path, queue_name, priority, max_attempts, run_after, args, kwargs,
-    status, attempts, crashes, errors, worker_ids, claimed_by
+    status, attempts, crashes, errors, worker_ids, claimed_by{{trace_column}}
 )
 SELECT
     %(backend)s, %(task_path)s, %(queue_name)s, %(priority)s, %(max_attempts)s,
     COALESCE(%(run_after)s, {SQLITE_NOW}), call.args, call.kwargs,
-    'READY', 0, 0, '[]', '[]', ''
+    'READY', 0, 0, '[]', '[]', ''{{trace_value}}
 FROM (
     SELECT json_extract(value, '$[0]') AS args, json_extract(value, '$[1]') AS kwargs, key
     FROM json_each(%(calls)s)
@@ -1059,15 +1096,29 @@ FROM (
 ORDER BY call.key
 RETURNING id, enqueued_at"""
 
+#: The holes ``{trace_column}`` and ``{trace_value}`` of the INSERTs above. A job
+#: enqueued inside a trace (see ``tracing.py``) stores its trace context, one
+#: parameter that every row of the statement shares; any other job leaves the
+#: holes empty, and its INSERT is the statement without them, byte for byte.
+_UNTRACED = {"trace_column": "", "trace_value": ""}
+_TRACED_POSTGRES = {"trace_column": ", trace_context", "trace_value": ", %(trace_context)s::jsonb"}
+_TRACED_SQLITE = {"trace_column": ", trace_context", "trace_value": ", %(trace_context)s"}
+
+INSERT_BATCH_POSTGRES = _INSERT_BATCH_POSTGRES.format(**_UNTRACED)
+INSERT_BATCH_SQLITE = _INSERT_BATCH_SQLITE.format(**_UNTRACED)
+INSERT_BATCH_TRACED_POSTGRES = _INSERT_BATCH_POSTGRES.format(**_TRACED_POSTGRES)
+INSERT_BATCH_TRACED_SQLITE = _INSERT_BATCH_SQLITE.format(**_TRACED_SQLITE)
+
 
 @functools.lru_cache(maxsize=64)
-def _insert_sql(postgres: bool, rows: int, conflict: str) -> str:
-    """The INSERT of ``rows`` calls."""
+def _insert_sql(postgres: bool, rows: int, conflict: str, traced: bool = False) -> str:
+    """The INSERT of ``rows`` calls, with the trace context column if ``traced``."""
     template, row = (
         (INSERT_POSTGRES, INSERT_ROW_POSTGRES) if postgres else (INSERT_SQLITE, INSERT_ROW_SQLITE)
     )
-    values = ", ".join(row.format(i=i) for i in range(rows))
-    return template.format(rows=values, conflict=conflict)
+    holes = _UNTRACED if not traced else _TRACED_POSTGRES if postgres else _TRACED_SQLITE
+    values = ", ".join(row.format(i=i, trace_value=holes["trace_value"]) for i in range(rows))
+    return template.format(rows=values, conflict=conflict, trace_column=holes["trace_column"])
 
 
 def insert_jobs(
@@ -1083,6 +1134,7 @@ def insert_jobs(
     unique_key: str | None = None,
     schedule_id: int | None = None,
     scheduled_for: datetime | None = None,
+    trace_context: dict[str, str] | None = None,
 ) -> list[tuple[int, datetime | None]]:
     """Insert one READY job per ``(args_json, kwargs_json)`` in one statement.
 
@@ -1096,7 +1148,8 @@ def insert_jobs(
     ``scheduled_for`` None for a fire outside the schedule's times) is one
     call, and is skipped when its partial unique index already has a row:
     the list is then empty. The database decides, so racing inserts of the
-    same key or fire time insert one row.
+    same key or fire time insert one row. ``trace_context`` (every row's) is
+    stored only when given, by the statement that has its column.
     """
     if not calls:
         return []
@@ -1120,7 +1173,10 @@ def insert_jobs(
         "schedule_id": schedule_id,
         "scheduled_for": None if scheduled_for is None else adapt(scheduled_for),
     }
-    sql = _insert_sql(postgres, len(calls), conflict)
+    traced = trace_context is not None
+    if traced:
+        params["trace_context"] = json.dumps(trace_context)
+    sql = _insert_sql(postgres, len(calls), conflict, traced)
     for i, (args, kwargs) in enumerate(calls):
         params[f"args_{i}"] = args
         params[f"kwargs_{i}"] = kwargs
@@ -1139,13 +1195,15 @@ def insert_batch(
     max_attempts: int,
     run_after: datetime | None,
     calls: str,
+    trace_context: dict[str, str] | None = None,
 ) -> list[tuple[int, datetime | None]]:
     """Insert one READY job per element of ``calls``, a JSON ``[[args, kwargs], ...]``.
 
     ``enqueue_many()``'s INSERT, in one statement: the jobs of ``insert_jobs``
     without a unique key or a fire (a plain job conflicts with nothing), their
     arguments in one parameter. Returns ``(id, enqueued_at)`` per call, in
-    the document's order. Runs in the caller's transaction.
+    the document's order. Runs in the caller's transaction. ``trace_context``
+    as in ``insert_jobs``.
     """
     adapt = connection.ops.adapt_datetimefield_value
     params = {
@@ -1157,7 +1215,12 @@ def insert_batch(
         "run_after": None if run_after is None else adapt(run_after),
         "calls": calls,
     }
-    sql = INSERT_BATCH_POSTGRES if _postgres(connection) else INSERT_BATCH_SQLITE
+    postgres = _postgres(connection)
+    if trace_context is None:
+        sql = INSERT_BATCH_POSTGRES if postgres else INSERT_BATCH_SQLITE
+    else:
+        sql = INSERT_BATCH_TRACED_POSTGRES if postgres else INSERT_BATCH_TRACED_SQLITE
+        params["trace_context"] = json.dumps(trace_context)
     with insert_cursor(connection) as cursor:
         cursor.execute(sql, params)
         return _inserted(cursor.fetchall())
@@ -1250,7 +1313,7 @@ CANCEL_POSTGRES = f"""UPDATE {JOB} SET
     errors = (CASE WHEN jsonb_typeof(errors) = 'array' THEN errors ELSE '[]' END)
         || jsonb_build_array(%(error)s::jsonb || jsonb_build_object('finished_at', now()))
 WHERE {{ids}} AND status = 'READY' AND (%(backend)s::text IS NULL OR backend = %(backend)s)
-RETURNING id"""
+RETURNING id, backend, queue_name, task_path"""
 
 CANCEL_SQLITE = f"""UPDATE {JOB} SET
     status = 'CANCELLED',
@@ -1261,7 +1324,7 @@ CANCEL_SQLITE = f"""UPDATE {JOB} SET
         json_set(json(%(error)s), '$.finished_at', {SQLITE_NOW})
     )
 WHERE {{ids}} AND status = 'READY' AND (%(backend)s IS NULL OR backend = %(backend)s)
-RETURNING id"""
+RETURNING id, backend, queue_name, task_path"""
 
 
 @functools.lru_cache(maxsize=64)
@@ -1284,7 +1347,8 @@ def cancel_many(
     (the admin). The status condition is checked on the row as it is
     updated: a job a worker claimed in the meantime is RUNNING by the time
     this statement sees it, and is not touched. The error entry gets the
-    time of the cancellation as its ``finished_at``.
+    time of the cancellation as its ``finished_at``. The cancelled jobs are
+    added to the metrics' tallies in the same transaction.
     """
     if not job_ids:
         return []
@@ -1294,9 +1358,15 @@ def cancel_many(
         "backend": backend,
         **_in_params(postgres, "id", [int(i) for i in job_ids]),
     }
-    with connection.cursor() as cursor:
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
         cursor.execute(_cancel_sql(postgres, len(job_ids)), params)
-        return [row[0] for row in cursor.fetchall()]
+        rows = cursor.fetchall()
+        counted = Counter((alias, queue, task) for _, alias, queue, task in rows)
+        add_tallies(
+            connection,
+            sorted(((*key, "outcome", "cancelled"), float(n)) for key, n in counted.items()),
+        )
+    return [row[0] for row in rows]
 
 
 #: ``{statuses}``: the finished statuses to delete.
@@ -1340,54 +1410,63 @@ def prune(
         return cursor.rowcount
 
 
-# Statistics (the admin's overview)
+# Statistics (``inspection``: the admin's overview, ``manage.py tasks``, the metrics)
 
 
-READY_STATS_POSTGRES = f"""SELECT
-    backend, queue_name, COUNT(*),
-    SUM(CASE WHEN run_after <= now() THEN 1 ELSE 0 END),
-    EXTRACT(EPOCH FROM (now() - MIN(run_after) FILTER (WHERE run_after <= now())))
-FROM {JOB} WHERE status = 'READY' GROUP BY backend, queue_name"""
+#: Per ``(alias, queue)`` and status: how many jobs, how many are due (READY), and the
+#: oldest due one's wait in seconds; see ``queue_counts``. ``%(settled)s`` false leaves
+#: out the FAILED and CANCELLED rows (PostgreSQL skips that arm without reading it).
+QUEUE_COUNTS_POSTGRES = f"""SELECT backend, queue_name, 'READY', COUNT(*),
+    COUNT(*) FILTER (WHERE run_after <= now()),
+    EXTRACT(EPOCH FROM (now() - MIN(run_after) FILTER (WHERE run_after <= now())))::float
+FROM {JOB} WHERE status = 'READY' GROUP BY backend, queue_name
+UNION ALL
+SELECT backend, queue_name, 'RUNNING', COUNT(*), 0, NULL
+FROM {JOB} WHERE status = 'RUNNING' GROUP BY backend, queue_name
+UNION ALL
+SELECT backend, queue_name, status, COUNT(*), 0, NULL
+FROM {JOB} WHERE status IN ('FAILED', 'CANCELLED') AND %(settled)s
+GROUP BY backend, queue_name, status"""
 
-READY_STATS_SQLITE = f"""SELECT
-    backend, queue_name, COUNT(*),
+QUEUE_COUNTS_SQLITE = f"""SELECT backend, queue_name, 'READY', COUNT(*),
     SUM(CASE WHEN run_after <= {SQLITE_NOW} THEN 1 ELSE 0 END),
     (julianday('now') - julianday(MIN(CASE WHEN run_after <= {SQLITE_NOW} THEN run_after END)))
         * 86400.0
-FROM {JOB} WHERE status = 'READY' GROUP BY backend, queue_name"""
+FROM {JOB} WHERE status = 'READY' GROUP BY backend, queue_name
+UNION ALL
+SELECT backend, queue_name, 'RUNNING', COUNT(*), 0, NULL
+FROM {JOB} WHERE status = 'RUNNING' GROUP BY backend, queue_name
+UNION ALL
+SELECT backend, queue_name, status, COUNT(*), 0, NULL
+FROM {JOB} WHERE status IN ('FAILED', 'CANCELLED') AND %(settled)s
+GROUP BY backend, queue_name, status"""
 
 
-def ready_stats(
-    connection: BaseDatabaseWrapper,
-) -> list[tuple[tuple[str, str], int, int, float | None]]:
-    """Per ``(alias, queue)``: READY jobs, how many are due, the oldest due one's wait (s).
+def queue_counts(
+    connection: BaseDatabaseWrapper, settled: bool = True
+) -> list[tuple[tuple[str, str], str, int, int, float | None]]:
+    """Per ``(alias, queue)`` and status: ``(key, status, jobs, due, oldest due wait)``.
 
-    Reads only READY rows (the partial index ``dbtasks_job_ready`` holds
-    exactly those), so its cost follows the backlog, not the table's history.
+    READY rows give all three numbers (``due``: ``run_after`` has passed), RUNNING,
+    FAILED and CANCELLED rows their count; ``settled=False`` leaves the last two
+    out (the metrics scrape: their history is the counters' business). One
+    statement, each arm bounded by a partial index (``dbtasks_job_ready``,
+    ``dbtasks_job_running_lease``, ``dbtasks_job_failed``): the cost follows
+    what waits, runs and failed, never the finished history.
     """
-    sql = READY_STATS_POSTGRES if _postgres(connection) else READY_STATS_SQLITE
+    sql = QUEUE_COUNTS_POSTGRES if _postgres(connection) else QUEUE_COUNTS_SQLITE
     with connection.cursor() as cursor:
-        cursor.execute(sql, {})
+        cursor.execute(sql, {"settled": settled})
         return [
             (
                 (row[0], row[1]),
-                int(row[2]),
-                int(row[3] or 0),
-                None if row[4] is None else float(row[4]),
+                row[2],
+                int(row[3]),
+                int(row[4] or 0),
+                None if row[5] is None else float(row[5]),
             )
             for row in cursor.fetchall()
         ]
-
-
-RUNNING_COUNTS = f"""SELECT backend, queue_name, COUNT(*) FROM {JOB}
-WHERE status = 'RUNNING' GROUP BY backend, queue_name"""
-
-
-def running_counts(connection: BaseDatabaseWrapper) -> dict[tuple[str, str], int]:
-    """RUNNING jobs per ``(alias, queue)`` (the partial index ``dbtasks_job_running_lease``)."""
-    with connection.cursor() as cursor:
-        cursor.execute(RUNNING_COUNTS, {})
-        return {(row[0], row[1]): int(row[2]) for row in cursor.fetchall()}
 
 
 FINISHED_PER_MINUTE_POSTGRES = f"""SELECT
@@ -1532,22 +1611,122 @@ def task_stats(
         ]
 
 
-FAILED_AND_CANCELLED_COUNTS = f"""SELECT backend, queue_name, status, COUNT(*) FROM {JOB}
-WHERE status IN ('FAILED', 'CANCELLED') GROUP BY backend, queue_name, status"""
+#: Jobs FAILED since ``%(age)s`` ago, grouped by task and the exception class of their
+#: last error, largest groups first: see ``recent_failures``. ``{queues}``: all, or a list.
+RECENT_FAILURES_POSTGRES = f"""WITH failed AS (
+    SELECT id, task_path, finished_at,
+        CASE WHEN jsonb_typeof(errors) = 'array' AND jsonb_array_length(errors) > 0
+            THEN errors -> -1 ->> 'exception_class_path' END AS exception
+    FROM {JOB}
+    WHERE status = 'FAILED' AND finished_at >= now() + make_interval(secs => %(age)s)
+        AND backend = %(backend)s AND {{queues}}
+), groups AS (
+    SELECT task_path, exception, COUNT(*) AS jobs, MAX(finished_at) AS latest_at,
+        MAX(id) AS latest_id
+    FROM failed GROUP BY task_path, exception
+    ORDER BY jobs DESC, latest_id DESC LIMIT %(limit)s
+)
+SELECT groups.task_path, groups.exception, groups.jobs, groups.latest_at, groups.latest_id,
+    CASE WHEN jsonb_typeof(job.errors) = 'array' THEN job.errors -> -1 ->> 'message' END
+FROM groups JOIN {JOB} AS job ON job.id = groups.latest_id
+ORDER BY groups.jobs DESC, groups.latest_id DESC"""
+
+RECENT_FAILURES_SQLITE = f"""WITH failed AS (
+    SELECT id, task_path, finished_at,
+        CASE WHEN json_valid(errors) AND json_type(errors) = 'array'
+            AND json_array_length(errors) > 0
+            THEN json_extract(errors, '$[#-1].exception_class_path') END AS exception
+    FROM {JOB}
+    WHERE status = 'FAILED'
+        AND finished_at >= STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now', %(age)s)
+        AND backend = %(backend)s AND {{queues}}
+), groups AS (
+    SELECT task_path, exception, COUNT(*) AS jobs, MAX(finished_at) AS latest_at,
+        MAX(id) AS latest_id
+    FROM failed GROUP BY task_path, exception
+    ORDER BY jobs DESC, latest_id DESC LIMIT %(limit)s
+)
+SELECT groups.task_path, groups.exception, groups.jobs, groups.latest_at, groups.latest_id,
+    CASE WHEN json_valid(job.errors) AND json_type(job.errors) = 'array'
+        THEN json_extract(job.errors, '$[#-1].message') END
+FROM groups JOIN {JOB} AS job ON job.id = groups.latest_id
+ORDER BY groups.jobs DESC, groups.latest_id DESC"""
 
 
-def failed_and_cancelled_counts(
+@functools.lru_cache(maxsize=64)
+def _recent_failures_sql(postgres: bool, queues: int) -> str:
+    listed = _in(postgres, "queue_name", "queue", queues) if queues else "1 = 1"
+    return (RECENT_FAILURES_POSTGRES if postgres else RECENT_FAILURES_SQLITE).format(queues=listed)
+
+
+def recent_failures(
     connection: BaseDatabaseWrapper,
-) -> dict[tuple[tuple[str, str], str], int]:
-    """FAILED and CANCELLED jobs of all time, per ``((alias, queue), status)``.
+    backend: str,
+    seconds: float,
+    limit: int,
+    queues: Sequence[str] = (),
+) -> list[tuple[str, str | None, int, datetime | None, int, Any]]:
+    """Jobs failed for good in the last ``seconds``, by task and exception class.
 
-    These are the rows an operator acts on, and few: the partial index
-    ``dbtasks_job_failed`` holds exactly them, so this stays cheap however
-    many successful jobs the table keeps.
+    Rows of ``(task_path, exception_class_path, jobs, latest finished_at,
+    latest job id, latest message)``, the largest group first; the exception
+    is that of each job's last error (None: the row holds none). Reads FAILED
+    rows of the window only, through ``dbtasks_job_finished`` (or
+    ``dbtasks_job_failed``), then one row per group for its latest message.
+    """
+    postgres = _postgres(connection)
+    params = {
+        "age": _seconds(postgres, -seconds),
+        "backend": backend,
+        "limit": limit,
+        **_in_params(postgres, "queue", list(queues)),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_recent_failures_sql(postgres, len(queues)), params)
+        return [
+            (row[0], row[1], int(row[2]), _when(row[3]), int(row[4]), row[5])
+            for row in cursor.fetchall()
+        ]
+
+
+# Tallies (``tallies``, ``metrics``): running totals that only grow
+
+
+#: Add to running totals: ``{rows}`` VALUES rows of (alias, queue, task, metric, key,
+#: amount). The same statement in both dialects (SQLite has had upserts since 3.24).
+ADD_TALLIES = f"""INSERT INTO {TALLY} (backend, queue_name, task_path, metric, key, value)
+VALUES {{rows}}
+ON CONFLICT (backend, queue_name, task_path, metric, key)
+DO UPDATE SET value = {TALLY}.value + excluded.value"""
+
+#: Most rows one upsert adds: 6 values each, within SQLite's 32766 per statement.
+TALLY_ROWS_PER_STATEMENT = 1000
+
+
+def add_tallies(
+    connection: BaseDatabaseWrapper, rows: Sequence[tuple[Sequence[str], float]]
+) -> int:
+    """Add each ``((alias, queue, task, metric, key), amount)`` to its total; return the rows.
+
+    Callers sort the rows, so that two workers adding to the same totals lock
+    them in the same order and never deadlock. Nothing to add sends nothing.
     """
     with connection.cursor() as cursor:
-        cursor.execute(FAILED_AND_CANCELLED_COUNTS, {})
-        return {((row[0], row[1]), row[2]): int(row[3]) for row in cursor.fetchall()}
+        for start in range(0, len(rows), TALLY_ROWS_PER_STATEMENT):
+            chunk = rows[start : start + TALLY_ROWS_PER_STATEMENT]
+            params: list[Any] = [value for key, amount in chunk for value in (*key, amount)]
+            cursor.execute(_values_sql(ADD_TALLIES, 6, len(chunk)), params)
+    return len(rows)
+
+
+READ_TALLIES = f"""SELECT backend, queue_name, task_path, metric, key, value FROM {TALLY}"""
+
+
+def read_tallies(connection: BaseDatabaseWrapper) -> list[tuple[str, str, str, str, str, float]]:
+    """Every running total (one row per alias, queue, task and outcome or bucket: few)."""
+    with connection.cursor() as cursor:
+        cursor.execute(READ_TALLIES, {})
+        return [(*row[:5], float(row[5])) for row in cursor.fetchall()]
 
 
 #: The latest error's class, spelled as the index ``dbtasks_job_latest_error`` is built.

@@ -2,9 +2,11 @@
 
 Every line is logfmt (see ``logfmt.py``) and begins with the thing it is
 about (``worker=`` or ``job=``), so one ``grep job=42`` finds a job's whole
-story across workers. Levels are chosen for alerting: a retry is a warning,
-a job that failed for good (or was rescued from a dead worker) an error or
-a warning, a success information.
+story across workers. Levels are chosen for alerting: a job that failed for
+good is an ERROR (``outcome=FAILED``, or ``outcome=POISON`` when its worker
+died once too often), an attempt that will be retried or a job rescued from
+a dead worker a WARNING, a success INFO. An alert on ERROR lines fires once
+per job that gave up, never for a retry.
 
 Django's task signals are sent where the task runs, as Django's own
 backends do: ``task_started`` by the pool process before the call, and
@@ -16,14 +18,20 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from . import registry
+from . import registry, tallies
 from .claimed import ClaimedJob
-from .compat import TaskResultStatus
 from .execution import Outcome
 from .logfmt import Fields, quote
 from .outages import first_line
 
 logger = logging.getLogger("django_dbtasks.worker")
+
+#: The log line's outcome and level: a retry is a warning, a job failed for good an error.
+LABELS = {
+    tallies.SUCCESSFUL: ("SUCCESSFUL", logging.INFO),
+    tallies.RETRIED: ("RETRY", logging.WARNING),
+    tallies.FAILED: ("FAILED", logging.ERROR),
+}
 
 
 class Reporter:
@@ -92,6 +100,19 @@ class Reporter:
         self._log_outcome(job, outcome, status)
 
     def rescued(self, job_id: int, task_path: str, status: str) -> None:
+        """A dead worker's job taken back: READY again is a warning, FAILED as poison an error."""
+        if status == "FAILED":
+            logger.error(
+                "%s",
+                Fields(
+                    job=job_id,
+                    task=task_path,
+                    outcome="POISON",
+                    status=status,
+                    reason="its worker died again while it ran alone: it is failed for good",
+                ),
+            )
+            return
         logger.warning(
             "%s",
             Fields(
@@ -100,9 +121,7 @@ class Reporter:
                 outcome="RESCUED",
                 status=status,
                 reason="lease expired (its worker died or froze)",
-                next="it runs alone, to tell whether it is the cause"
-                if status == "READY"
-                else None,
+                next="it runs alone, to tell whether it is the cause",
             ),
         )
 
@@ -152,12 +171,7 @@ class Reporter:
                 ),
             )
             return
-        if outcome.succeeded:
-            label, level = "SUCCESSFUL", logging.INFO
-        elif status == TaskResultStatus.READY:
-            label, level = "RETRY", logging.WARNING  # a retry is a warning ...
-        else:
-            label, level = "FAILED", logging.ERROR  # ... a job failed for good an error
+        label, level = LABELS[tallies.ending(outcome.succeeded, status)]
         if not logger.isEnabledFor(level):
             return  # one line per job: not even its fields are built when it is not shown
         error = ""

@@ -10,6 +10,8 @@ the same one at the same moment. Times come from the database's clock.
 Schedules declared in code with ``periodic()`` are written to the table when
 a worker starts (``sync_declared()``), marked ``from_code``; a code schedule
 that is no longer declared is disabled, not deleted, so its history stays.
+Code decides what a schedule runs and when; an operator decides whether it is
+on: one turned off in the admin stays off across syncs until turned on there.
 ``periodic()`` refuses at import what ``Schedule.full_clean()`` refuses.
 
 A stored schedule can still break (SQL that bypassed ``full_clean()``, a
@@ -102,6 +104,11 @@ def periodic(
     return task
 
 
+def declared_names() -> list[str]:
+    """The names of the schedules declared with ``periodic()`` in this process."""
+    return list(_declared)
+
+
 def _check_declared(declared: Declared, task: Any) -> None:
     """Raise ``InvalidSchedule`` unless the row that ``sync_declared()`` writes is valid."""
     values = {k: v for k, v in declared.__dict__.items() if k != "timezone" or v is not None}
@@ -118,6 +125,43 @@ def _check_declared(declared: Declared, task: Any) -> None:
         raise InvalidSchedule(f"periodic() schedule {declared.name!r}: {details}")
 
 
+#: What ``periodic()`` decides for a code schedule; the admin shows these read-only.
+CODE_OWNED_FIELDS = (
+    "task_path",
+    "cron",
+    "timezone",
+    "args",
+    "kwargs",
+    "queue_name",
+    "priority",
+    "missed",
+)
+
+
+def declared_values(declared: Declared) -> dict[str, Any]:
+    """The code-owned field values of a declared schedule's row."""
+    values = {name: getattr(declared, name) for name in CODE_OWNED_FIELDS}
+    values["timezone"] = declared.timezone or settings.TIME_ZONE or "UTC"
+    return values
+
+
+def as_synced(existing: Schedule | None, declared: Declared) -> tuple[Schedule, list[str]]:
+    """A declared schedule's row as a sync leaves it (unsaved), and the fields it changes.
+
+    A code schedule that is off because its ``periodic()`` was gone comes back
+    on; one an operator turned off (``disabled_at``) stays off.
+    """
+    values = {**declared_values(declared), "from_code": True}
+    if existing is None:
+        return Schedule(name=declared.name, **values), list(values)
+    if existing.from_code and not existing.enabled and existing.disabled_at is None:
+        values["enabled"] = True
+    changed = [key for key, value in values.items() if getattr(existing, key) != value]
+    for key in changed:
+        setattr(existing, key, values[key])
+    return existing, changed
+
+
 class Scheduler:
     def __init__(self, database: str) -> None:
         self.database = database
@@ -127,30 +171,21 @@ class Scheduler:
         return connections[self.database]
 
     def sync_declared(self) -> None:
-        """Write code-declared schedules to the table; disable code ones no longer declared."""
+        """Write code-declared schedules to the table; disable code ones no longer declared.
+
+        Code owns ``CODE_OWNED_FIELDS``; whether a schedule is on is the
+        operator's once they turned it off in the admin (``disabled_at``).
+        """
         for declared in _declared.values():
-            values = {
-                "task_path": declared.task_path,
-                "cron": declared.cron,
-                "timezone": declared.timezone or settings.TIME_ZONE or "UTC",
-                "args": declared.args,
-                "kwargs": declared.kwargs,
-                "queue_name": declared.queue_name,
-                "priority": declared.priority,
-                "missed": declared.missed,
-                "enabled": True,
-                "from_code": True,
-            }
             for _ in range(2):  # two workers starting together may both create it
                 try:
                     with transaction.atomic(using=self.database):
                         queries.lock_for_writing(self.connection)
-                        self._upsert(declared.name, values)
+                        self._upsert(declared)
                     break
                 except IntegrityError:
                     continue
-        stale = Schedule.objects.using(self.database).filter(from_code=True, enabled=True)
-        for schedule in stale.exclude(name__in=list(_declared)):
+        for schedule in self._undeclared():
             schedule.enabled = False
             schedule.save(using=self.database, update_fields=["enabled", "updated_at"])
             logger.warning(
@@ -158,16 +193,44 @@ class Scheduler:
                 Fields(schedule=schedule.name, event="disabled", why="no longer declared in code"),
             )
 
-    def _upsert(self, name: str, values: dict[str, Any]) -> None:
-        schedule = Schedule.objects.using(self.database).filter(name=name).first()
-        if schedule is None:
-            Schedule(name=name, **values).save(using=self.database, force_insert=True)
-            return
-        changed = [key for key, value in values.items() if getattr(schedule, key) != value]
-        if changed:
-            for key in changed:
-                setattr(schedule, key, values[key])
+    def _upsert(self, declared: Declared) -> None:
+        existing = Schedule.objects.using(self.database).filter(name=declared.name).first()
+        schedule, changed = as_synced(existing, declared)
+        if existing is None:
+            schedule.save(using=self.database, force_insert=True)
+        elif changed:
             schedule.save(using=self.database, update_fields=[*changed, "updated_at"])
+
+    def _undeclared(self) -> list[Schedule]:
+        """Enabled code schedules whose ``periodic()`` is gone: the next sync disables them."""
+        enabled = Schedule.objects.using(self.database).filter(from_code=True, enabled=True)
+        return list(enabled.exclude(name__in=list(_declared)))
+
+    def preview_sync(self) -> list[tuple[Schedule, str]]:
+        """Every schedule as the next ``sync_declared()`` leaves it, unsaved, with what changes.
+
+        For ``manage.py schedules``, which must show what code declares without
+        writing: the note is "" for a row the sync leaves as it is.
+        """
+        rows = {s.name: s for s in Schedule.objects.using(self.database)}
+        undeclared = {s.name for s in self._undeclared()}
+        previews: list[tuple[Schedule, str]] = []
+        for name, row in rows.items():
+            if name in _declared:
+                schedule, changed = as_synced(row, _declared[name])
+                note = f"changed in code ({', '.join(changed)})" if changed else ""
+            else:
+                schedule, note = row, ""
+                if name in undeclared:
+                    schedule.enabled = False
+                    note = "no longer declared in code: disabled"
+            previews.append((schedule, note))
+        for name, declared in _declared.items():
+            if name not in rows:
+                previews.append(
+                    (as_synced(None, declared)[0], "declared in code, not in the table")
+                )
+        return sorted(previews, key=lambda preview: preview[0].name)
 
     def tick(self) -> float | None:
         """Fire every due schedule; return seconds until the next one is due (None: none)."""

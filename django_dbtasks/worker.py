@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
 from django.utils.crypto import get_random_string
 
-from . import announcing, queries, registry
+from . import announcing, queries, registry, tallies, tracing
 from .backend import DatabaseBackend
 from .batching import Pace, claim_size
 from .claimed import ClaimedJob
@@ -45,6 +45,7 @@ from .pool import Finished, Limits, Pool, Written
 from .reporting import Reporter
 from .scheduler import Scheduler
 from .stopping import StopSignals
+from .tallies import Tallies
 
 #: Errors that mean "the database is unreachable right now", not "this job is bad".
 CONNECTION_ERRORS = (OperationalError, InterfaceError)
@@ -131,6 +132,7 @@ class WorkerLoop:
             self.config.PREFETCH_SECONDS,
             self.config.MAX_BATCH,
         )
+        self.tallies = Tallies(backend.alias)
         self.maintenance = Maintenance(
             lambda: self.connection,
             self.guard,
@@ -139,6 +141,7 @@ class WorkerLoop:
             self.id,
             options.queues,
             backend.alias,
+            self.tallies,
         )
         # Room for two batches in the pool: the claim waits until half of it is free
         # (see ``batching.claim_size``), so each claim of fast jobs is a full MAX_BATCH.
@@ -232,6 +235,7 @@ class WorkerLoop:
         released = self.guard.run(lambda: queries.release(self.connection, self.id)) or 0
         if released:
             self.reporter.released(released, why="unfinished at stop")
+        self._each_step(self.maintenance.write_tallies, "writing the tallies")
         self.guard.run(lambda: queries.mark_worker_stopped(self.connection, self.id))
         self._each_step(self.stop.restore, "restoring signal handlers")
         self._each_step(self._close_connections, "closing connections")
@@ -361,10 +365,12 @@ class WorkerLoop:
         """Hand freshly claimed jobs to the pool; fail at once those that cannot run."""
         runnable, failed = [], []
         for job in jobs:
+            self.tallies.waited(job.queue_name, job.waited)
             outcome = _unrunnable(job)
             if outcome is None:
                 runnable.append(job)
             else:
+                tracing.record_attempt(job, outcome.error or {}, outcome.duration)
                 failed.append(Finished(job, outcome))
         self.outcomes.add(failed, time.monotonic())
         self.pool.submit(runnable)
@@ -377,7 +383,16 @@ class WorkerLoop:
             if item.outcome.succeeded:
                 self.pace.observe(item.outcome.duration)
             self.reporter.outcome_written(item.job, item.outcome, status)
+            self._tally(item, status)
         self._send_task_finished(self.pool.announce(written))
+
+    def _tally(self, item: Finished, status: str | None) -> None:
+        """Count a written outcome and its run time for the metrics (not a discarded one)."""
+        if status is None:
+            return  # the lease was lost: the run that holds the job now counts its end
+        outcome = tallies.ending(item.outcome.succeeded, status)
+        self.tallies.outcome(item.job.queue_name, item.job.task_path, outcome)
+        self.tallies.ran(item.job.queue_name, item.job.task_path, item.outcome.duration)
 
     @staticmethod
     def _send_task_finished(items: list[tuple[Finished, str]]) -> None:

@@ -66,16 +66,17 @@ def test_overview_statistics_read_only_their_indexes(large_table):
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(keep):
-        queries.ready_stats(connection)
-        queries.running_counts(connection)
+        queries.queue_counts(connection)
         queries.finished_per_minute(connection, 60)
-        queries.failed_and_cancelled_counts(connection)
-    expected = ["dbtasks_job_ready", "dbtasks_job_running_lease", "dbtasks_job_finished"]
-    expected.append("dbtasks_job_failed")
-    for (sql, params), index in zip(statements, expected, strict=True):
+    expected = [
+        ["dbtasks_job_ready", "dbtasks_job_running_lease", "dbtasks_job_failed"],
+        ["dbtasks_job_finished"],
+    ]
+    for (sql, params), indexes in zip(statements, expected, strict=True):
         found = scans(plan_of(sql, params))
         assert not [s for s in found if s[0] == "Seq Scan"], (sql, found)
-        assert any(name == index for _, name in found), (sql, found)
+        for index in indexes:
+            assert any(name == index for _, name in found), (sql, index, found)
 
 
 @pytest.fixture

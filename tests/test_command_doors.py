@@ -36,7 +36,7 @@ from .testapp import tasks
 
 BACKEND = "django_dbtasks.backend.DatabaseBackend"
 SECONDS = ["POLL_INTERVAL", "HEARTBEAT_INTERVAL", "LEASE", "GRACE_PERIOD"]
-SECONDS += ["WORKER_RETENTION", "PREFETCH_SECONDS"]
+SECONDS += ["WORKER_RETENTION", "PREFETCH_SECONDS", "ALERT_WAIT_SECONDS"]
 #: Each option at its largest, with LEASE large enough for the largest heartbeat.
 AT_THE_LIMITS = {name: limit for name, (limit, _, _) in MAXIMUMS.items()}
 

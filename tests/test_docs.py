@@ -11,11 +11,13 @@ Every ```python block of docs/quickstart.md and docs/celery.md is one of:
   jobs it enqueued are then run by a real worker and must all succeed.
 
 The ``bash`` blocks of every page we own name only existing ``manage.py``
-commands and options those commands accept.
+commands and options those commands accept. Links are checked by test_links.py,
+the installed package by scripts/package.sh.
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
 import re
 import sys
@@ -35,7 +37,15 @@ from .conftest import ROOT
 
 DOCS = ROOT / "docs"
 RUN_PAGES = ["quickstart.md", "celery.md"]
-ALL_PAGES = [*RUN_PAGES, "configuration.md", "writing-tasks.md", "deployment.md", "testing.md"]
+ALL_PAGES = [
+    *RUN_PAGES,
+    "configuration.md",
+    "writing-tasks.md",
+    "deployment.md",
+    "testing.md",
+    "tracing.md",
+    "operations.md",
+]
 FINISHED = {"SUCCESSFUL", "FAILED", "CANCELLED"}
 
 FENCE = re.compile(
@@ -151,6 +161,15 @@ def command_lines(page: str) -> list[str]:
     return lines
 
 
+def subcommand(parser: argparse.ArgumentParser, words: list[str]) -> tuple[Any, list[str]]:
+    """The parser of the subcommand ``words`` start with (``tasks status``), and the rest."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            assert words and words[0] in action.choices, f"no subcommand {words[:1]}"
+            return action.choices[words[0]], words[1:]
+    return parser, words
+
+
 @pytest.mark.parametrize("page", ALL_PAGES)
 def test_bash_blocks_name_real_commands_and_options(page: str) -> None:
     commands = get_commands()
@@ -158,6 +177,7 @@ def test_bash_blocks_name_real_commands_and_options(page: str) -> None:
         name, *words = line.split()
         assert name in commands, f"{page}: no command {name!r}"
         parser = load_command_class(commands[name], name).create_parser("manage.py", name)
+        parser, words = subcommand(parser, words)
         for word in words:
             if word.startswith("-"):
                 option = word.split("=", 1)[0]

@@ -196,7 +196,7 @@ class Walk:
                 )
 
     def rescue(self) -> None:
-        for job_id, _, status in queries.rescue_expired(connection, 3, POISON):
+        for job_id, _, status, *_ in queries.rescue_expired(connection, 3, POISON):
             assert status in {"READY", "FAILED"} and job_id in self.enqueued
 
     def heartbeat(self, worker: str) -> None:

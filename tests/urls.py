@@ -5,6 +5,8 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
+from django_dbtasks import metrics
+
 from .testapp import tasks
 
 
@@ -28,6 +30,7 @@ def read_result(request: HttpRequest, job_id: str) -> JsonResponse:
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("metrics", metrics.view),
     path("tasks-test/add/", enqueue_add),
     path("tasks-test/result/<str:job_id>/", read_result),
 ]

@@ -1,9 +1,9 @@
 """A job's failed attempts as its page shows them: the latest first, then the older ones.
 
-Each entry of ``Job.errors`` is one failed attempt (or a cancellation). Since
-migration 0013's release, the statement that records a failure also stores
-the attempt's start and end (the database's clock) and its worker in the
-entry (see ``errors``); an entry written before has none of them, and the
+Each entry of ``Job.errors`` is one failed attempt (or a cancellation). The
+statement that records a failure also stores the attempt's start and end
+(the database's clock) and its worker in the entry (see ``errors``); an
+entry written by an earlier version has none of them, and the
 page says "not recorded" rather than guess from the row's columns, which a
 retry from the admin clears. Pure formatting of loaded values: no queries.
 """

@@ -1,15 +1,16 @@
 """The overview page: per queue, what waits, what runs, what finished and failed lately;
 per task, the last hour's throughput, failure rate and run times (p50, p95).
 
-Every number comes from a query bounded by an index (see ``queries``): READY
-rows through ``dbtasks_job_ready``, RUNNING rows through
-``dbtasks_job_running_lease``, the last hour through a range on
-``dbtasks_job_finished``, the failed and cancelled totals through
-``dbtasks_job_failed``. Successful jobs are counted for the last hour only:
+Every number comes from a query bounded by an index (see ``queries``): what
+waits, runs and failed from ``inspection`` (the snapshot ``manage.py tasks``
+reads too: READY rows through ``dbtasks_job_ready``, RUNNING rows through
+``dbtasks_job_running_lease``, the failed and cancelled totals through
+``dbtasks_job_failed``), the last hour through a range on
+``dbtasks_job_finished``. Successful jobs are counted for the last hour only:
 counting every successful job ever run would read the whole table. Live
-workers are ``Worker.objects.live()``, by the database's clock. The per-task
-figures are one query over the same range, which reads at most
-``TASK_SAMPLE`` rows however busy the hour was (``queries.task_stats``).
+workers are the snapshot's, by the database's clock. The per-task figures
+are one query over the same range, which reads at most ``TASK_SAMPLE``
+rows however busy the hour was (``queries.task_stats``).
 """
 
 from __future__ import annotations
@@ -19,14 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import django
+from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from .. import queries
-from ..models import Worker
+from .. import alerts, inspection, queries
 from . import display, setup
-from .workers import queue_names
 
 #: Minutes the chart and the "last hour" figures cover.
 WINDOW = 60
@@ -65,7 +65,7 @@ class QueueStats:
     cancelled_window: int = 0
     ok_per_minute: list[int] = field(default_factory=lambda: [0] * WINDOW)
     failed_per_minute: list[int] = field(default_factory=lambda: [0] * WINDOW)
-    workers: list[Worker] = field(default_factory=list)
+    workers: list[inspection.WorkerSnapshot] = field(default_factory=list)
 
     @property
     def failure_rate(self) -> float | None:
@@ -156,28 +156,30 @@ def collect_tasks() -> TaskFigures:
     return TaskFigures(found, sampled, minutes)
 
 
-def collect() -> list[QueueStats]:
+def snapshot() -> inspection.Snapshot:
+    """The queues and workers the page shows, read once (see ``inspection``)."""
+    return inspection.take(
+        setup.database(),
+        setup.configured_queues_by_alias(),
+        setup.liveness_seconds(),
+        jobs=False,  # the page counts running jobs per queue, not per worker
+    )
+
+
+def collect(now: inspection.Snapshot | None = None) -> list[QueueStats]:
     """The overview's numbers: one ``QueueStats`` per configured or seen alias and queue."""
-    connection = setup.connection()
+    now = snapshot() if now is None else now
     stats: dict[tuple[str, str], QueueStats] = {}
 
     def queue(key: tuple[str, str]) -> QueueStats:
         return stats.setdefault(key, QueueStats(name=key[1], alias=key[0]))
 
-    for alias, names in setup.configured_queues_by_alias().items():
-        for name in names:
-            queue((alias, name))
-    for key, ready, due, wait in queries.ready_stats(connection):
-        entry = queue(key)
-        entry.ready, entry.due, entry.oldest_wait = ready, due, wait
-    for key, running in queries.running_counts(connection).items():
-        queue(key).running = running
-    for (key, status), count in queries.failed_and_cancelled_counts(connection).items():
-        if status == "FAILED":
-            queue(key).failed_total = count
-        else:
-            queue(key).cancelled_total = count
-    for key, status, minutes_ago, count in queries.finished_per_minute(connection, WINDOW):
+    for seen in now.queues:
+        entry = queue((seen.alias, seen.name))
+        entry.ready, entry.due, entry.oldest_wait = seen.ready, seen.due, seen.oldest_due_wait
+        entry.running, entry.workers = seen.running, seen.workers
+        entry.failed_total, entry.cancelled_total = seen.failed, seen.cancelled
+    for key, status, minutes_ago, count in queries.finished_per_minute(setup.connection(), WINDOW):
         entry = queue(key)
         minute = min(max(minutes_ago, 0), WINDOW - 1)
         if status == "SUCCESSFUL":
@@ -188,18 +190,10 @@ def collect() -> list[QueueStats]:
             entry.failed_per_minute[minute] += count
         else:
             entry.cancelled_window += count
-    for worker in live_workers():
-        for name in queue_names(worker):
-            queue((str(worker.backend), name)).workers.append(worker)
     several = len({alias for alias, _ in stats}) > 1
     for (alias, name), entry in stats.items():
         entry.label = f"{alias} / {name}" if several else name
     return [stats[key] for key in sorted(stats)]
-
-
-def live_workers() -> list[Worker]:
-    """Workers that have not stopped and whose heartbeat is recent enough to hold leases."""
-    return list(Worker.objects.using(setup.database()).live(setup.liveness_seconds()))
 
 
 def chart(entry: QueueStats, width: int = 600, height: int = 120) -> dict[str, Any]:
@@ -240,13 +234,22 @@ def refresh_seconds(value: str) -> int:
     return REFRESH
 
 
+def warn(request: HttpRequest, now: inspection.Snapshot) -> None:
+    """The health rules' problems as the admin's warning messages, above the page."""
+    limits = alerts.wait_limits(inspection.database_backends())
+    for problem in alerts.default_problems(now, limits):
+        messages.warning(request, problem.message, fail_silently=True)
+
+
 def overview_view(model_admin: Any) -> Callable[[HttpRequest], HttpResponse]:
     """The view, bound to the job admin (its permissions, its admin site)."""
 
     def view(request: HttpRequest) -> HttpResponse:
         if not model_admin.has_view_permission(request):
             raise PermissionDenied
-        queues = collect()
+        now = snapshot()
+        queues = collect(now)
+        warn(request, now)
         context = {
             **model_admin.admin_site.each_context(request),
             "title": "Task queues",

@@ -23,12 +23,13 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from django.forms.fields import InvalidJSONInput, JSONString
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from .. import cron, registry
 from ..models import Job, JobStatus, Schedule, UnreadableJSON
-from ..scheduler import InvalidSchedule, Scheduler
+from ..scheduler import CODE_OWNED_FIELDS, InvalidSchedule, Scheduler
 from ..serialization import MAX_NESTING, deeper_than
 from . import display, setup
 from .lookups import DeclaredLookupsOnly
@@ -137,6 +138,8 @@ class ScheduleForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if "task_path" not in self.fields:
+            return  # read-only: declared in code
         choices = [("", "---------")] + [(p, p) for p in registry.registered_paths()]
         current = self.instance.task_path if self.instance.pk else ""
         if current and current not in registry.registered_paths():
@@ -155,7 +158,7 @@ class ScheduleAdmin(DeclaredLookupsOnly, TimesWithSeconds, admin.ModelAdmin):
         "cron",
         "description",
         "timezone",
-        "enabled",
+        "state",
         "next_fire_at",
         "last_fire_at",
         "last_outcome",
@@ -165,6 +168,8 @@ class ScheduleAdmin(DeclaredLookupsOnly, TimesWithSeconds, admin.ModelAdmin):
     search_fields = ["name", "task_path"]
     actions = ["enable_schedules", "disable_schedules", "fire_now"]
     readonly_fields = [
+        "origin",
+        "state",
         "health",
         "description",
         "upcoming",
@@ -175,7 +180,7 @@ class ScheduleAdmin(DeclaredLookupsOnly, TimesWithSeconds, admin.ModelAdmin):
         "from_code",
     ]
     fieldsets = [
-        (None, {"fields": ["name", "task_path", "enabled", "health"]}),
+        (None, {"fields": ["name", "origin", "task_path", "enabled", "state", "health"]}),
         ("When", {"fields": ["cron", "timezone", "missed", "description", "upcoming"]}),
         ("Call", {"fields": ["args", "kwargs", "queue_name", "priority"]}),
         ("History", {"fields": ["last_fire_at", "last_outcome", "jobs_link", "from_code"]}),
@@ -201,7 +206,45 @@ class ScheduleAdmin(DeclaredLookupsOnly, TimesWithSeconds, admin.ModelAdmin):
         ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        return [*super().get_readonly_fields(request, obj), "args_display", "kwargs_display"]
+        """Code owns what a ``periodic()`` schedule runs and when; the admin, only ``enabled``."""
+        fields = [*super().get_readonly_fields(request, obj), "args_display", "kwargs_display"]
+        if obj is not None and obj.from_code:
+            fields += ["name", *CODE_OWNED_FIELDS]
+        return fields
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        """Record who turned a schedule off here, so that syncs from code leave it off."""
+        if "enabled" in form.changed_data:
+            obj.disabled_by = "" if obj.enabled else request.user.get_username()
+            obj.disabled_at = None if obj.enabled else timezone.now()
+        super().save_model(request, obj, form, change)
+
+    @admin.display(description="declared")
+    def origin(self, schedule: Schedule) -> str:
+        if not schedule.from_code:
+            return "In the admin: every field is edited here."
+        return (
+            "In code, with periodic(): the task, expression, timezone, arguments, queue, "
+            "priority and missed-fire policy come from code and are written at each worker "
+            "start (change them there). Enabled is decided here: a schedule disabled here "
+            "stays off across worker starts until it is enabled here."
+        )
+
+    @admin.display(description="state")
+    def state(self, schedule: Schedule) -> SafeString | str:
+        """On, or off and why: by whom in the admin, or because code no longer declares it."""
+        if schedule.enabled:
+            return "On"
+        if schedule.disabled_by_operator:
+            return format_html(
+                '<span title="{}">Off: disabled in the admin by {}, {}</span>',
+                schedule.disabled_at.isoformat() if schedule.disabled_at else "",
+                schedule.disabled_by or "an operator",
+                display.ago(schedule.disabled_at),
+            )
+        if schedule.from_code:
+            return "Off: no longer declared in code (on again if it is declared again)"
+        return "Off"
 
     @admin.display(description="args")
     def args_display(self, schedule: Schedule) -> SafeString:
@@ -297,14 +340,17 @@ class ScheduleAdmin(DeclaredLookupsOnly, TimesWithSeconds, admin.ModelAdmin):
         self._set_enabled(request, queryset, False)
 
     def _set_enabled(self, request: HttpRequest, queryset: QuerySet[Any], enabled: bool) -> None:
-        changed = 0
-        for schedule in queryset.filter(enabled=not enabled):
-            schedule.enabled = enabled
-            # save() recomputes next_fire_at, so a schedule enabled again starts from now.
-            schedule.save(update_fields=["enabled", "updated_at"])
-            changed += 1
-        word = "Enabled" if enabled else "Disabled"
-        self.message_user(request, f"{word} {changed} schedule{'s' if changed != 1 else ''}.")
+        by = request.user.get_username()
+        changed = sum(schedule.set_enabled(enabled, by=by) for schedule in queryset)
+        plural = "s" if changed != 1 else ""
+        if enabled:
+            self.message_user(request, f"Enabled {changed} schedule{plural}.")
+            return
+        self.message_user(
+            request,
+            f"Disabled {changed} schedule{plural}. They stay off, even those declared in "
+            "code, until enabled here.",
+        )
 
     @admin.action(description="Fire selected schedules now", permissions=["change"])
     def fire_now(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:

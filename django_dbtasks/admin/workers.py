@@ -19,6 +19,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 
+from ..inspection import queue_names
 from ..models import Job, JobStatus, Worker, WorkerQuerySet, WorkerState
 from . import display, setup
 from .lookups import CheckedChangeList, DeclaredLookupsOnly
@@ -64,16 +65,6 @@ class StateFilter(admin.SimpleListFilter):
         if self.value() == WorkerState.DEAD:
             return workers.dead(setup.liveness_seconds())
         return queryset
-
-
-def queue_names(worker: Worker) -> list[str]:
-    """The worker's queues; a stored value of the wrong shape gives the names it holds."""
-    queues: Any = worker.queues
-    if isinstance(queues, str):
-        return [queues]
-    if not isinstance(queues, list):
-        return []
-    return [name for name in queues if isinstance(name, str)]
 
 
 class WorkerAdmin(DeclaredLookupsOnly, TimesWithSeconds, admin.ModelAdmin):

@@ -1,6 +1,8 @@
-"""The ``--backend ALIAS`` option every command shares, and its one error message."""
+"""What the commands share: ``--backend ALIAS`` and ``--queue NAME``, and their error messages."""
 
 from __future__ import annotations
+
+import shlex
 
 from django.core.management.base import CommandError, CommandParser
 
@@ -33,3 +35,26 @@ def database_backend(alias: str) -> DatabaseBackend:
         # The message of ``manage.py check``, with its id: the same door, the same words.
         raise CommandError(f"{backend.config_error} (django_dbtasks.E001)")
     return backend
+
+
+def chosen_queues(backend: DatabaseBackend, requested: list[str] | None) -> list[str]:
+    """The queues ``--queue`` names, checked; none named: ``[]`` with ``QUEUES: []``
+    (any name), else every queue of the backend."""
+    if not requested:
+        return sorted(backend.queues)
+    if not backend.queues:
+        return list(dict.fromkeys(requested))
+    unknown = [name for name in requested if name not in backend.queues]
+    if unknown:
+        message = (
+            f"Unknown queue{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(map(repr, unknown))}: TASKS[{backend.alias!r}]['QUEUES'] has "
+            f"{', '.join(map(repr, sorted(backend.queues)))}."
+        )
+        listed = next((name for name in unknown if "," in name), None)
+        if listed is not None:
+            parts = [part.strip() for part in listed.split(",") if part.strip()]
+            repeated = " ".join(f"--queue {shlex.quote(part)}" for part in parts)
+            message += f" To serve several queues, repeat --queue: {repeated}"
+        raise CommandError(message)
+    return list(dict.fromkeys(requested))

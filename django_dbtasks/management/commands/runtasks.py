@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
-import shlex
 import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_dbtasks.backend import DatabaseBackend
 from django_dbtasks.conf import MAXIMUMS
 from django_dbtasks.durations import seconds_at_most, whole_number
-from django_dbtasks.management.backends import add_backend_argument, database_backend
+from django_dbtasks.management.backends import (
+    add_backend_argument,
+    chosen_queues,
+    database_backend,
+)
 from django_dbtasks.reload import run_with_reload
 from django_dbtasks.worker import DatabaseUnavailable, WorkerLoop, WorkerOptions
 
@@ -132,7 +134,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         backend = database_backend(options["backend"])
-        queues = self._queues(backend, options["queues"])
+        queues = chosen_queues(backend, options["queues"])
         self._configure_logging(options["verbosity"])
         worker = WorkerLoop(
             backend,
@@ -154,28 +156,6 @@ class Command(BaseCommand):
             raise CommandError(str(error))
         if code:
             sys.exit(code)
-
-    @staticmethod
-    def _queues(backend: DatabaseBackend, requested: list[str] | None) -> list[str]:
-        """The queues to serve; ``[]`` means every queue (``QUEUES: []``, any name)."""
-        if not requested:
-            return sorted(backend.queues)
-        if not backend.queues:
-            return list(dict.fromkeys(requested))
-        unknown = [name for name in requested if name not in backend.queues]
-        if unknown:
-            message = (
-                f"Unknown queue{'s' if len(unknown) > 1 else ''} "
-                f"{', '.join(map(repr, unknown))}: TASKS[{backend.alias!r}]['QUEUES'] has "
-                f"{', '.join(map(repr, sorted(backend.queues)))}."
-            )
-            listed = next((name for name in unknown if "," in name), None)
-            if listed is not None:
-                parts = [part.strip() for part in listed.split(",") if part.strip()]
-                repeated = " ".join(f"--queue {shlex.quote(part)}" for part in parts)
-                message += f" To serve several queues, repeat --queue: {repeated}"
-            raise CommandError(message)
-        return list(dict.fromkeys(requested))
 
     @staticmethod
     def _configure_logging(verbosity: int) -> None:

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('django_dbtasks', '0012_claim_index_per_queue'),
+        ('django_dbtasks', '0015_tally'),
     ]
 
     operations = [
