@@ -153,6 +153,11 @@ def main() -> None:
             f"{base}job/?status__exact=FAILED&q=account-{some_id}",
         ),
         ("job list, page 100", f"{base}job/?p=100"),
+        ("job list, latest error filter", f"{base}job/?error=builtins.ConnectionError"),
+        (
+            "job list, error filter and FAILED",
+            f"{base}job/?error=builtins.ConnectionError&status__exact=FAILED",
+        ),
         ("job page (failed, traceback)", f"{base}job/{some_id}/change/"),
         ("overview", f"{base}job/overview/"),
         ("schedule list (50)", f"{base}schedule/"),

@@ -23,6 +23,7 @@ from django.utils.translation import gettext_lazy as _
 
 from . import cron, registry
 from .compat import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY
+from .errors import LatestError
 from .exceptions import ArgumentNotSerializable
 from .serialization import MAX_NESTING, deeper_than, encode_arguments
 
@@ -177,6 +178,17 @@ class Job(models.Model):
                 "id",
                 name="dbtasks_job_failed",
                 condition=models.Q(status__in=["FAILED", "CANCELLED"]),
+            ),
+            # The admin's error filter and its choices: jobs by their latest error's class.
+            # Only rows with an error are in it (a job that never failed adds nothing,
+            # so enqueues and claims of such jobs never write to it).
+            models.Index(
+                LatestError("exception_class_path"),
+                models.F("id"),
+                name="dbtasks_job_latest_error",
+                condition=models.Q(
+                    models.lookups.IsNull(LatestError("exception_class_path"), False)
+                ),
             ),
         ]
         constraints = [

@@ -34,6 +34,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
 
 from .claimed import ClaimedJob
+from .errors import latest_error_sql
 from .models import Job, Tally, Worker
 from .serialization import MAX_NESTING, deeper_than
 
@@ -585,7 +586,9 @@ FAIL_POSTGRES = f"""UPDATE {JOB} AS job SET
         ELSE now()
     END,
     errors = (CASE WHEN jsonb_typeof(job.errors) = 'array' THEN job.errors ELSE '[]' END)
-        || jsonb_build_array(failed.error),
+        || jsonb_build_array(failed.error || jsonb_build_object(
+            'started_at', job.last_attempted_at, 'finished_at', now(), 'worker_id', job.claimed_by
+        )),
     claimed_by = '',
     lease_token = NULL,
     lease_expires_at = NULL,
@@ -615,7 +618,10 @@ FAIL_SQLITE = f"""UPDATE {JOB} SET
     errors = json_insert(
         CASE WHEN json_type({JOB}.errors) = 'array' THEN {JOB}.errors ELSE '[]' END,
         '$[#]',
-        json(failed.error)
+        json_set(
+            json(failed.error), '$.started_at', {JOB}.last_attempted_at,
+            '$.finished_at', {SQLITE_NOW}, '$.worker_id', {JOB}.claimed_by
+        )
     ),
     claimed_by = '',
     lease_token = NULL,
@@ -640,8 +646,12 @@ def fail_many(
     goes back to READY after ``retry_in`` seconds while it has attempts left
     (the row's own ``attempts < max_attempts`` decides), else it is FAILED;
     ``retry_in=None`` fails it for good. Either way the entry is appended to
-    its errors. Each row is only updated while its token still matches (this
-    worker still holds the lease), like ``complete_many``.
+    its errors, with what the row knows of the attempt added: ``started_at``
+    (its ``last_attempted_at``), ``finished_at`` (now) and ``worker_id`` (the
+    claim's holder), so the job's page can show each attempt's times and
+    worker after later attempts (or a retry from the admin) changed the row.
+    Each row is only updated while its token still matches (this worker
+    still holds the lease), like ``complete_many``.
     """
     if not failures:
         return {}
@@ -760,7 +770,9 @@ RESCUE_POSTGRES = f"""UPDATE {JOB} SET
     errors = CASE
         WHEN crashes > 0 AND crashes + 1 >= %(max_crashes)s
         THEN (CASE WHEN jsonb_typeof(errors) = 'array' THEN errors ELSE '[]' END)
-            || jsonb_build_array(%(poison)s::jsonb)
+            || jsonb_build_array(%(poison)s::jsonb || jsonb_build_object(
+                'started_at', last_attempted_at, 'finished_at', now(), 'worker_id', claimed_by
+            ))
         ELSE errors
     END,
     attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,
@@ -784,7 +796,10 @@ RESCUE_SQLITE = f"""UPDATE {JOB} SET
         THEN json_insert(
             CASE WHEN json_type(errors) = 'array' THEN errors ELSE '[]' END,
             '$[#]',
-            json(%(poison)s)
+            json_set(
+                json(%(poison)s), '$.started_at', last_attempted_at,
+                '$.finished_at', {SQLITE_NOW}, '$.worker_id', claimed_by
+            )
         )
         ELSE errors
     END,
@@ -813,8 +828,10 @@ def rescue_expired(
     kills its worker is failed after ``max(max_crashes, 2)`` deaths, and the
     jobs claimed beside it run again, cleared. Safe when several workers
     rescue at once: the WHERE clause is re-checked on the locked row, so each
-    job is taken once. Returns ``(id, task_path, new_status, alias, queue)`` per
-    rescued job.
+    job is taken once. The poison entry gets the attempt's ``started_at``,
+    the rescue as its ``finished_at`` (the death was earlier, within the
+    lease) and the dead worker's ``worker_id``, as ``fail_many`` adds them.
+    Returns ``(id, task_path, new_status, alias, queue)`` per rescued job.
     """
     sql = RESCUE_POSTGRES if _postgres(connection) else RESCUE_SQLITE
     params: dict[str, Any] = {"max_crashes": max_crashes, "poison": json.dumps(poison_error)}
@@ -1294,7 +1311,7 @@ CANCEL_POSTGRES = f"""UPDATE {JOB} SET
     status = 'CANCELLED',
     finished_at = now(),
     errors = (CASE WHEN jsonb_typeof(errors) = 'array' THEN errors ELSE '[]' END)
-        || jsonb_build_array(%(error)s::jsonb)
+        || jsonb_build_array(%(error)s::jsonb || jsonb_build_object('finished_at', now()))
 WHERE {{ids}} AND status = 'READY' AND (%(backend)s::text IS NULL OR backend = %(backend)s)
 RETURNING id, backend, queue_name, task_path"""
 
@@ -1304,7 +1321,7 @@ CANCEL_SQLITE = f"""UPDATE {JOB} SET
     errors = json_insert(
         CASE WHEN json_type(errors) = 'array' THEN errors ELSE '[]' END,
         '$[#]',
-        json(%(error)s)
+        json_set(json(%(error)s), '$.finished_at', {SQLITE_NOW})
     )
 WHERE {{ids}} AND status = 'READY' AND (%(backend)s IS NULL OR backend = %(backend)s)
 RETURNING id, backend, queue_name, task_path"""
@@ -1329,8 +1346,9 @@ def cancel_many(
     alias's job is not ours, even on the same database); None is any alias
     (the admin). The status condition is checked on the row as it is
     updated: a job a worker claimed in the meantime is RUNNING by the time
-    this statement sees it, and is not touched. The cancelled jobs are added
-    to the metrics' tallies in the same transaction.
+    this statement sees it, and is not touched. The error entry gets the
+    time of the cancellation as its ``finished_at``. The cancelled jobs are
+    added to the metrics' tallies in the same transaction.
     """
     if not job_ids:
         return []
@@ -1486,6 +1504,113 @@ def finished_per_minute(
         return [((row[0], row[1]), row[2], int(row[3]), int(row[4])) for row in cursor.fetchall()]
 
 
+#: The finished jobs of a window, newest first and at most ``%(most)s``: the range on
+#: ``finished_at`` with the finished statuses, spelled as the partial index
+#: ``dbtasks_job_finished`` is (SQLite uses a partial index only for its very condition),
+#: reads that index backwards. A cancelled job never ran: it has no run time.
+_RECENT_POSTGRES = f"""SELECT backend, task_path, status, finished_at,
+        CASE WHEN status <> 'CANCELLED'
+            THEN EXTRACT(EPOCH FROM (finished_at - last_attempted_at))::float8
+        END AS seconds
+    FROM {JOB}
+    WHERE status IN ('SUCCESSFUL', 'FAILED', 'CANCELLED')
+        AND finished_at >= now() + make_interval(secs => %(age)s)
+    ORDER BY finished_at DESC
+    LIMIT %(most)s"""
+
+TASK_STATS_POSTGRES = f"""WITH recent AS ({_RECENT_POSTGRES})
+SELECT backend, task_path,
+    COUNT(*) FILTER (WHERE status = 'SUCCESSFUL'),
+    COUNT(*) FILTER (WHERE status = 'FAILED'),
+    percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds),
+    percentile_cont(0.95) WITHIN GROUP (ORDER BY seconds),
+    EXTRACT(EPOCH FROM (now() - MIN(finished_at)))
+FROM recent
+GROUP BY backend, task_path
+HAVING COUNT(*) FILTER (WHERE status <> 'CANCELLED') > 0"""
+
+_RECENT_SQLITE = f"""SELECT backend, task_path, status, finished_at,
+        CASE WHEN status <> 'CANCELLED'
+            THEN (julianday(finished_at) - julianday(last_attempted_at)) * 86400.0
+        END AS seconds
+    FROM {JOB}
+    WHERE status IN ('SUCCESSFUL', 'FAILED', 'CANCELLED')
+        AND finished_at >= STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'now', %(age)s)
+    ORDER BY finished_at DESC
+    LIMIT %(most)s"""
+
+
+def _percentile_cont_sqlite(fraction: str) -> str:
+    """PostgreSQL's ``percentile_cont``, over ``ranked``: the value at rank ``f * (n - 1)``,
+    interpolated between the two values around it (SQLite has no percentile function)."""
+    rank = f"({fraction} * (timed - 1))"
+    low = f"CAST({rank} AS INTEGER)"
+    return (
+        f"SUM(CASE WHEN below = {low} THEN seconds * (1 - ({rank} - {low}))"
+        f" WHEN below = {low} + 1 THEN seconds * ({rank} - {low}) ELSE 0 END)"
+    )
+
+
+TASK_STATS_SQLITE = f"""WITH recent AS MATERIALIZED ({_RECENT_SQLITE}),
+ranked AS (
+    SELECT backend, task_path, seconds,
+        ROW_NUMBER() OVER (PARTITION BY backend, task_path ORDER BY seconds) - 1 AS below,
+        COUNT(*) OVER (PARTITION BY backend, task_path) AS timed
+    FROM recent WHERE seconds IS NOT NULL
+),
+percentiles AS (
+    SELECT backend, task_path,
+        {_percentile_cont_sqlite("0.5")} AS p50,
+        {_percentile_cont_sqlite("0.95")} AS p95
+    FROM ranked GROUP BY backend, task_path
+)
+SELECT recent.backend, recent.task_path,
+    SUM(CASE WHEN status = 'SUCCESSFUL' THEN 1 ELSE 0 END),
+    SUM(CASE WHEN status = 'FAILED' THEN 1 ELSE 0 END),
+    MIN(percentiles.p50),
+    MIN(percentiles.p95),
+    (julianday('now') - julianday(MIN(finished_at))) * 86400.0
+FROM recent LEFT JOIN percentiles
+    ON percentiles.backend = recent.backend AND percentiles.task_path = recent.task_path
+GROUP BY recent.backend, recent.task_path
+HAVING SUM(CASE WHEN status <> 'CANCELLED' THEN 1 ELSE 0 END) > 0"""
+
+
+def task_stats(
+    connection: BaseDatabaseWrapper, minutes: int, most: int
+) -> list[tuple[tuple[str, str], int, int, float | None, float | None, float]]:
+    """Per ``(alias, task_path)`` over the last ``minutes``: jobs that succeeded, that failed,
+    the median and 95th percentile of their run time (s), and the oldest one's age (s).
+
+    One statement, bounded twice: by the window (a range on ``finished_at``,
+    through ``dbtasks_job_finished``) and by ``most``, the newest finished
+    jobs it reads at most, so a busy hour costs no more than ``most`` rows.
+    When the window holds more, the figures are those of the newest ``most``
+    jobs, and the ages say how far back they go. The run time is the last
+    attempt's (``last_attempted_at`` to ``finished_at``): retry delays are
+    not run time. Both dialects compute ``percentile_cont``, linear
+    interpolation between the two nearest ranks (SQLite's by window
+    functions), so they give the same figures. Cancelled jobs never ran: they
+    are read (the index holds them) but counted nowhere, and a task with
+    only cancelled jobs has no row.
+    """
+    postgres = _postgres(connection)
+    sql = TASK_STATS_POSTGRES if postgres else TASK_STATS_SQLITE
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"age": _seconds(postgres, -60 * minutes), "most": most})
+        return [
+            (
+                (row[0], row[1]),
+                int(row[2]),
+                int(row[3]),
+                None if row[4] is None else float(row[4]),
+                None if row[5] is None else float(row[5]),
+                float(row[6] or 0),
+            )
+            for row in cursor.fetchall()
+        ]
+
+
 #: Jobs FAILED since ``%(age)s`` ago, grouped by task and the exception class of their
 #: last error, largest groups first: see ``recent_failures``. ``{queues}``: all, or a list.
 RECENT_FAILURES_POSTGRES = f"""WITH failed AS (
@@ -1602,6 +1727,53 @@ def read_tallies(connection: BaseDatabaseWrapper) -> list[tuple[str, str, str, s
     with connection.cursor() as cursor:
         cursor.execute(READ_TALLIES, {})
         return [(*row[:5], float(row[5])) for row in cursor.fetchall()]
+
+
+#: The latest error's class, spelled as the index ``dbtasks_job_latest_error`` is built.
+_LATEST_CLASS_POSTGRES = latest_error_sql("postgresql", "exception_class_path")
+_LATEST_CLASS_SQLITE = latest_error_sql("sqlite", "exception_class_path")
+
+#: A loose index scan: each step is one probe of the index for the next class up, so
+#: the cost is one lookup per class listed, however many rows have that class.
+LATEST_ERROR_CLASSES_POSTGRES = f"""WITH RECURSIVE classes(name, listed) AS (
+    (SELECT {_LATEST_CLASS_POSTGRES}, 1 FROM {JOB}
+     WHERE {_LATEST_CLASS_POSTGRES} IS NOT NULL
+     ORDER BY 1 LIMIT 1)
+    UNION ALL
+    SELECT (
+        SELECT {_LATEST_CLASS_POSTGRES} FROM {JOB}
+        WHERE {_LATEST_CLASS_POSTGRES} > classes.name
+        ORDER BY 1 LIMIT 1
+    ), listed + 1
+    FROM classes WHERE classes.name IS NOT NULL AND listed < %(limit)s
+)
+SELECT name FROM classes WHERE name IS NOT NULL"""
+
+LATEST_ERROR_CLASSES_SQLITE = f"""WITH RECURSIVE classes(name, listed) AS (
+    SELECT MIN({_LATEST_CLASS_SQLITE}), 1 FROM {JOB}
+    WHERE {_LATEST_CLASS_SQLITE} IS NOT NULL
+    UNION ALL
+    SELECT (
+        SELECT MIN({_LATEST_CLASS_SQLITE}) FROM {JOB}
+        WHERE {_LATEST_CLASS_SQLITE} > classes.name
+    ), listed + 1
+    FROM classes WHERE classes.name IS NOT NULL AND listed < %(limit)s
+)
+SELECT name FROM classes WHERE name IS NOT NULL"""
+
+
+def latest_error_classes(connection: BaseDatabaseWrapper, limit: int) -> list[str]:
+    """The distinct exception classes of jobs' latest errors, sorted, at most ``limit``.
+
+    The admin's error filter offers them. ``SELECT DISTINCT`` would read
+    every row that has an error; this walks the index
+    ``dbtasks_job_latest_error`` from one class to the next instead.
+    """
+    postgres = _postgres(connection)
+    sql = LATEST_ERROR_CLASSES_POSTGRES if postgres else LATEST_ERROR_CLASSES_SQLITE
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"limit": limit})
+        return [str(row[0]) for row in cursor.fetchall()]
 
 
 # Testing (``django_dbtasks.testing``): a test's transaction stops PostgreSQL's clock

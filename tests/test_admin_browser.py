@@ -1,9 +1,16 @@
 """The admin in a real browser (Chromium driven by Playwright) against a live server.
 
-One walk through what an operator does: log in, read the overview, find a
-failed job, read its traceback, retry it, and create a schedule (first with a
-wrong cron expression). Screenshots of the overview and the job page are
-saved in ``.artifacts/``.
+Two walks through what an operator does. The first: log in, read the
+overview, find a failed job, read its traceback, retry it, and create a
+schedule (first with a wrong cron expression). The second is triage on a
+1366 x 768 screen, after a real worker ran jobs that failed for different
+causes (one inside ``json``, called from the project's code): the job list's
+first columns fit, the error column and filter find the failures, the failed
+job's page starts with its latest error and its own frames, and the overview
+breaks the hour down per task. Screenshots are saved in ``.artifacts/``:
+``admin-overview.png`` and ``admin-job.png`` (the first walk),
+``triage-job-list.png``, ``triage-failed-job.png``,
+``triage-failed-job-traceback.png`` and ``triage-overview.png`` (the second).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from django.contrib.auth.models import User
 from django_dbtasks.models import Job, JobStatus, Schedule
 
 from .conftest import ROOT, run_worker
+from .shared_admin import job
 from .testapp import tasks
 
 pytestmark = [
@@ -133,4 +141,153 @@ def test_an_operator_finds_a_failed_job_retries_it_and_schedules_a_task(browser,
     expect(page.locator("ol.dbtasks-upcoming li").first).to_contain_text(re.compile(r" CES?T · "))
     expect(page.locator(".field-description")).to_contain_text("Every 5 minutes")
     assert Schedule.objects.get(name="every-five-minutes").next_fire_at is not None
+    page.close()
+
+
+#: The columns triage reads first: they must fit a 1366 px screen without scrolling sideways.
+FIRST_COLUMNS = [
+    "id",
+    "task",
+    "status_column",
+    "error_column",
+    "finished_column",
+    "duration_column",
+]
+#: A time as the admin shows it (seconds), and its tooltip (microseconds, offset, zone).
+SECONDS = re.compile(r"\d\d:\d\d:\d\d")
+PRECISE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d\d:\d\d \S+$")
+
+
+def _log_in(page, live_server, next_url: str) -> None:
+    page.goto(f"{live_server.url}/admin/login/?next={next_url}")
+    page.fill("#id_username", "ops")
+    page.fill("#id_password", "a-long-password")
+    page.click("input[type=submit]")
+
+
+def test_triage_at_1366_by_768_after_a_real_worker(browser, live_server):
+    from playwright.sync_api import expect
+
+    User.objects.create_superuser("ops", "ops@example.com", "a-long-password")
+    tasks.import_orders.enqueue('{"lines": [1, 2]')  # cut short: fails twice, inside json
+    tasks.import_orders.enqueue("[1, 2]")  # a list: TypeError in the project's own code
+    tasks.boom.enqueue("disk full")
+    tasks.fails_at_once_each_time.enqueue()  # RuntimeError, three attempts
+    for n in range(3):
+        tasks.add.enqueue(n, 1)
+    tasks.import_orders.enqueue('{"lines": [1, 2, 3]}')  # succeeds
+    # A real worker: real tracebacks, times and worker ids. A burst can end with a retry
+    # that is due at once still READY (retry_delay=0), so it runs until none is left.
+    for _ in range(5):
+        assert run_worker().returncode == 0
+        if not Job.objects.filter(status=JobStatus.READY).exists():
+            break
+    assert not Job.objects.filter(status=JobStatus.READY).exists()
+    job(
+        "RUNNING",
+        tasks.sleep_and_report.module_path,
+        args=[30],
+        progress=65,
+        progress_message="Exported 650 of 1,000 rows",
+        claimed_by="worker-a",
+    )
+    decoding = Job.objects.get(status=JobStatus.FAILED, args=['{"lines": [1, 2]'])
+    assert len(decoding.errors) == 2
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    page = browser.new_page(viewport={"width": 1366, "height": 768})  # type: ignore[attr-defined]
+    page.set_default_timeout(15_000)
+    _log_in(page, live_server, "/admin/django_dbtasks/job/")
+
+    # The job list: the first six columns are on screen, not scrolled off or under the filters.
+    rows = page.locator("#result_list tbody tr")
+    expect(rows).to_have_count(Job.objects.count())
+    visible = page.locator("#changelist .results").bounding_box()
+    right_edge = min(1366, visible["x"] + visible["width"])
+    for column in FIRST_COLUMNS:
+        box = page.locator(f"#result_list thead th.column-{column}").bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= right_edge, (column, box)
+        assert box["y"] + box["height"] <= 768, (column, box)  # above the fold too
+    row = rows.filter(has=page.locator(f'a[href$="/{decoding.pk}/change/"]'))
+    error = row.locator("td.field-error_column")
+    expect(error).to_contain_text("JSONDecodeError")
+    expect(error).to_contain_text("Expecting ',' delimiter")
+    box = error.bounding_box()
+    assert box and box["x"] + box["width"] <= right_edge
+    finished = row.locator("td.field-finished_column time")
+    assert SECONDS.search(finished.inner_text()), finished.inner_text()
+    assert PRECISE.match(finished.get_attribute("title") or ""), finished.get_attribute("title")
+    assert re.fullmatch(r"\d+ ms|\d+\.\d s", row.locator("td.field-duration_column").inner_text())
+    page.screenshot(path=str(ARTIFACTS / "triage-job-list.png"))
+
+    # The error filter: the class as a choice, the matching jobs only.
+    page.locator("#changelist-filter").get_by_role(
+        "link", name="JSONDecodeError (json.decoder)"
+    ).click()
+    expect(page).to_have_url(re.compile(r"\?error=json\.decoder\.JSONDecodeError$"))
+    expect(rows).to_have_count(1)
+
+    # The failed job's page: the latest error at the top, its message whole, its own frames.
+    rows.first.locator("th.field-id a").click()
+    latest = page.locator("#dbtasks-latest-error")
+    expect(latest).to_be_visible()
+    top = latest.bounding_box()
+    assert top and top["y"] < 300, top  # at the top, not 950 px down
+    message = latest.locator("pre.dbtasks-message")
+    expect(message).to_have_text("Expecting ',' delimiter: line 1 column 17 (char 16)")
+    assert message.bounding_box()["y"] + message.bounding_box()["height"] < 768
+    own = latest.locator("ol.dbtasks-own-frames li")
+    expect(own).to_have_count(2)
+    expect(own.nth(0)).to_contain_text("tests/testapp/tasks.py, line")
+    expect(own.nth(0)).to_contain_text("in import_orders")
+    expect(own.nth(1)).to_contain_text("in _order_lines")
+    expect(own.nth(1).locator("pre")).to_have_text('return json.loads(payload)["lines"]')
+    assert own.nth(1).bounding_box()["y"] < 768  # where it failed, above the fold
+    details = latest.locator("details.dbtasks-full-traceback")
+    assert details.get_attribute("open") is None  # the full traceback is collapsed
+    traceback = details.locator("pre.dbtasks-traceback")
+    expect(traceback).to_be_hidden()
+    started = latest.locator('[data-fact="started"] time')
+    assert SECONDS.search(started.inner_text()) and PRECISE.match(started.get_attribute("title"))
+    expect(latest.locator('[data-fact="outcome"]')).to_have_text("failed for good (attempt 2 of 2)")
+    expect(latest.locator('[data-fact="worker"] a')).to_have_text(decoding.errors[-1]["worker_id"])
+    older = page.locator(".dbtasks-older")
+    expect(older).to_have_count(1)
+    expect(older.locator('[data-fact="outcome"]')).to_have_text("failed; run again")
+    assert SECONDS.search(older.locator('[data-fact="ended"] time').inner_text())
+    # Times on the rest of the page have seconds too.
+    expect(page.locator(".field-finished_at time")).to_have_text(SECONDS)
+    page.screenshot(path=str(ARTIFACTS / "triage-failed-job.png"))
+
+    # Open the traceback: the project's frames are marked, the library frames are not.
+    details.locator("summary").click()
+    expect(traceback).to_be_visible()
+    marked = traceback.locator("mark.dbtasks-own-frame")
+    expect(marked).to_have_count(2)
+    for n in range(2):
+        expect(marked.nth(n)).to_contain_text("tests/testapp/tasks.py")
+        colour = marked.nth(n).evaluate("node => getComputedStyle(node).backgroundColor")
+        assert colour == "rgb(255, 243, 196)", colour
+    expect(traceback).to_contain_text("json/decoder.py")
+    assert "json/decoder.py" not in "".join(marked.all_inner_texts())
+    latest.screenshot(path=str(ARTIFACTS / "triage-failed-job-traceback.png"))
+
+    # The overview, per task: the failing tasks first, with their rates and run times.
+    page.goto(f"{live_server.url}/admin/django_dbtasks/job/overview/?refresh=0")
+    table = page.locator("#dbtasks-task-stats")
+    expect(table).to_be_visible()
+    by_task = table.locator("tbody tr")
+    order = [tasks.import_orders, tasks.boom, tasks.fails_at_once_each_time, tasks.add]
+    assert [row.get_attribute("data-task") for row in by_task.all()] == [
+        task.module_path for task in order
+    ]  # the most failed jobs first (2, 1, 1, 0)
+    orders = table.locator(f'tr[data-task="{tasks.import_orders.module_path}"]')
+    expect(orders.locator('[data-stat="finished"]')).to_have_text("3")
+    expect(orders.locator('[data-stat="failed"]')).to_have_text("2")
+    expect(orders.locator('[data-stat="failure-rate"]')).to_have_text("66.7%")
+    for stat in ("p50", "p95"):
+        expect(orders.locator(f'[data-stat="{stat}"]')).to_have_text(re.compile(r"^\d+ ms$"))
+    adding = table.locator(f'tr[data-task="{tasks.add.module_path}"]')
+    expect(adding.locator('[data-stat="failure-rate"]')).to_have_text("0.0%")
+    page.screenshot(path=str(ARTIFACTS / "triage-overview.png"), full_page=True)
     page.close()

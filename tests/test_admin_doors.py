@@ -218,6 +218,11 @@ def test_the_admin_never_shows_a_sensitive_tasks_unique_key(operator, viewer):
 
 # 3. No query string gives a 500
 
+IGNORED = (
+    "The error filter was ignored: {} is not an exception class path. Pick a class in the "
+    "filter, or give its dotted path, for example ?error=builtins.ValueError."
+)
+
 
 @pytest.mark.parametrize(
     ("url", "query", "status", "says"),
@@ -249,6 +254,12 @@ def test_the_admin_never_shows_a_sensitive_tasks_unique_key(operator, viewer):
         (JOBS, "p=-1", 302, "?e=1"),
         (JOBS, "p=99999999999999999999", 302, "?e=1"),
         (SCHEDULES, "p=99999999999999999999", 200, ""),
+        (JOBS, "error=%00", 302, "?e=1"),
+        (JOBS, "error=builtins.ValueError%00", 302, "?e=1"),
+        (JOBS, "error=not+a+class", 200, IGNORED.format("'not a class'")),
+        (JOBS, "error=%ED%A0%80.x", 200, IGNORED.format("'\ufffd\ufffd\ufffd.x'")),  # surrogate
+        (JOBS, "error=builtins.ValueError&error=x", 200, IGNORED.format("'x'")),  # the last
+        (JOBS, "error=builtins.ValueError&error=", 200, IGNORED.format("''")),
         (JOBS, "nonsense=1", 400, ""),
         (JOBS, "_to_field=args", 400, ""),
     ],
@@ -353,6 +364,55 @@ FORM_PARAMETERS = {"_changelist_filters", "_popup", "_to_field", "_save", "_cont
 def encode(value: str) -> str:
     """Percent-encode any text as UTF-8; a lone surrogate becomes its (invalid) bytes."""
     return quote_from_bytes(value.encode("utf-8", "surrogatepass"), safe="")
+
+
+#: Exception class paths as they are stored, and near misses of them.
+class_paths = st.sampled_from(
+    ["builtins.ValueError", "json.decoder.JSONDecodeError", "builtins.KeyError",
+     "tests.test_x.test_y.<locals>.Oops", "builtins.valueerror", "builtins.ValueError ",
+     "ValueError", "builtins..ValueError", "builtins.ValueError\x00", "builtins.Value%Error"]
+)  # fmt: skip
+
+
+def test_any_error_filter_value_gives_its_jobs_or_a_clear_answer(viewer):
+    """Hypothesis: ``?error=`` with any text gives exactly that class's jobs, or says why not."""
+    from django_dbtasks.admin.jobs import LatestErrorFilter
+
+    latest = {
+        job(JobStatus.FAILED, BOOM, errors=[error("x")]).pk: "builtins.ValueError",
+        job(JobStatus.FAILED, BOOM, errors=[error("x"), {**error("y"), "exception_class_path":
+            "json.decoder.JSONDecodeError"}]).pk: "json.decoder.JSONDecodeError",
+        job(JobStatus.READY, BOOM, errors=[{**error("z"), "exception_class_path":
+            "tests.test_x.test_y.<locals>.Oops"}]).pk: "tests.test_x.test_y.<locals>.Oops",
+        job(JobStatus.FAILED, errors={"message": "malformed"}).pk: None,
+        job(task_path=SECRET, args=[7, "sk-live-123"]).pk: None,
+    }  # fmt: skip
+
+    @settings(max_examples=60, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+    @given(value=st.one_of(class_paths, values))
+    @example(value="builtins.ValueError")
+    @example(value="\udc80")
+    @example(value="no class\x00")
+    def check(value):
+        response = viewer.get(f"{JOBS}?error={encode(value)}")
+        if response.status_code == 302:  # a NUL character: Django's invalid lookup
+            assert "\x00" in value and response["Location"].endswith("?e=1")
+            assert not messages_of(viewer.get(JOBS))  # and no message left for the next page
+            return
+        assert response.status_code == 200, value
+        content = page_text(response)
+        assert "sk-live-123" not in content
+        received = response.wsgi_request.GET["error"]  # as the server decoded it
+        notes = messages_of(response)
+        if LatestErrorFilter.is_class_path(received):
+            assert not notes
+            assert row_ids(content) == {pk for pk, path in latest.items() if path == received}
+        else:
+            assert notes and notes[0].startswith("The error filter was ignored:")
+            assert row_ids(content) == set(latest)
+
+    check()
 
 
 def admin_urls(objects: dict[str, Any]) -> list[tuple[str, str, str, list[str]]]:

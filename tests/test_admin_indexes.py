@@ -15,7 +15,7 @@ from django_dbtasks.admin.jobs import CappedPaginator
 from django_dbtasks.models import Job
 
 from .conftest import postgres_only
-from .plans import plan_of, scans
+from .plans import explain, index_rows_read, plan_of, scans, uses_index
 
 pytestmark = [pytest.mark.django_db, postgres_only]
 
@@ -77,3 +77,87 @@ def test_overview_statistics_read_only_their_indexes(large_table):
         assert not [s for s in found if s[0] == "Seq Scan"], (sql, found)
         for index in indexes:
             assert any(name == index for _, name in found), (sql, index, found)
+
+
+@pytest.fixture
+def errors_on_some_rows(large_table) -> None:
+    """Errors on the failed rows (three classes) and on a few retried successful ones."""
+    entry = """jsonb_build_array(jsonb_build_object('exception_class_path', %s, 'message',
+        'it broke', 'traceback', repeat('  File "x.py", line 1, in f' || chr(10), 50)))"""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {JOB} SET errors = {entry} WHERE status = 'FAILED' AND id %% 3 = 0",
+            ["builtins.ValueError"],
+        )
+        cursor.execute(
+            f"UPDATE {JOB} SET errors = {entry} WHERE status = 'FAILED' AND id %% 3 = 1",
+            ["json.decoder.JSONDecodeError"],
+        )
+        cursor.execute(
+            f"UPDATE {JOB} SET errors = {entry} WHERE status = 'FAILED' AND id %% 3 = 2",
+            ["builtins.KeyError"],
+        )
+        cursor.execute(
+            f"UPDATE {JOB} SET errors = {entry} WHERE status = 'SUCCESSFUL' AND id %% 5000 = 7",
+            ["builtins.ConnectionError"],
+        )
+        cursor.execute(f"ANALYZE {JOB}")
+
+
+def test_the_error_filter_and_its_choices_read_the_latest_error_index(errors_on_some_rows):
+    from django_dbtasks.admin.jobs import LatestErrorFilter
+    from django_dbtasks.errors import LatestError
+
+    statements: list[tuple[str, list]] = []
+
+    def keep(execute, sql, params, many, context):
+        statements.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(keep):
+        classes = queries.latest_error_classes(connection, LatestErrorFilter.most)
+    assert classes == [
+        "builtins.ConnectionError",
+        "builtins.KeyError",
+        "builtins.ValueError",
+        "json.decoder.JSONDecodeError",
+    ]
+    matching = (
+        Job.objects.alias(error_class=LatestError("exception_class_path"))
+        .filter(error_class="builtins.KeyError")
+        .order_by("-id")
+    )
+    page = matching[:50].query.sql_with_params()
+    count = matching.values("pk")[: CappedPaginator.cap + 1].query.sql_with_params()
+    for sql, params in (*statements, page, count):
+        found = scans(plan_of(sql, params))
+        assert not [s for s in found if s[0] == "Seq Scan"], (sql, found)
+        assert any(name == "dbtasks_job_latest_error" for _, name in found), (sql, found)
+
+
+def test_the_per_task_figures_read_the_finished_index_and_at_most_their_sample(large_table):
+    """A busy hour (5,000 jobs): the statement reads the newest ``most`` rows, no more."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {JOB} SET finished_at = now() - (id % 3000) * interval '1 second',"
+            " last_attempted_at = now() - (id % 3000) * interval '1 second' - interval '2 s'"
+            " WHERE id % 12 = 0 AND status = 'SUCCESSFUL'"
+        )
+        cursor.execute(f"ANALYZE {JOB}")
+    statements: list[tuple[str, dict]] = []
+
+    def keep(execute, sql, params, many, context):
+        statements.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(keep):
+        rows = queries.task_stats(connection, 60, 1000)
+    assert sum(ok + failed for _, ok, failed, *_ in rows) == 1000
+    (sql, params), *others = statements
+    assert not others
+    with connection.cursor() as cursor:
+        plan = explain(cursor, sql, params, "ANALYZE, FORMAT JSON")
+    found = scans(plan)
+    assert not [s for s in found if s[0] == "Seq Scan"], found
+    assert uses_index(plan, "dbtasks_job_finished"), found
+    assert index_rows_read(plan, "dbtasks_job_finished") <= 1000, found

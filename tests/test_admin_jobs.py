@@ -10,10 +10,14 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
+from django_dbtasks.admin import attempts
+from django_dbtasks.conf import shown
 from django_dbtasks.models import Job, JobStatus, Schedule
 from django_dbtasks.sensitive import REDACTED
 
+from .conftest import IS_POSTGRES, ROOT, run_worker
 from .shared_admin import (
     ADD,
     BOOM,
@@ -28,6 +32,7 @@ from .shared_admin import (
     staff,
     text,
 )
+from .testapp import tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -71,9 +76,14 @@ def test_job_list_never_counts_the_whole_table_and_has_a_fixed_query_budget(admi
     counts = [q["sql"] for q in large.captured_queries if "COUNT(" in q["sql"].upper()]
     assert counts and all("LIMIT 10001" in sql for sql in counts), counts
     assert not any("DISTINCT" in q["sql"].upper() for q in large.captured_queries)
-    # Tracebacks are not loaded for the list.
-    select = next(q["sql"] for q in large.captured_queries if "ORDER BY" in q["sql"])
-    assert '"errors"' not in select
+    # Tracebacks are not loaded for the list: of the errors, only the latest one's
+    # class and message, and the count reads ids only.
+    select = next(q["sql"] for q in large.captured_queries if '."task_path"' in q["sql"])
+    latest = r"""("errors" -> -1 ->> |json_extract\("django_dbtasks_job"."errors", '\$\[#-1\]\.)"""
+    read = re.findall(latest + r"'?(\w+)", select)
+    assert sorted(field for _, field in read) == ["exception_class_path", "message"], select
+    assert '"errors"' not in re.sub(latest, "", select) and "traceback" not in select
+    assert all("errors" not in sql for sql in counts), counts
 
 
 def test_capped_count_says_more_than(admin_client_, monkeypatch):
@@ -104,6 +114,87 @@ def test_filters_by_status_queue_and_task(admin_client_):
     assert ids("?queue=emails") == {email.pk}
     assert ids(f"?task={BOOM}") == {failed.pk}
     assert ids("") == {failed.pk, email.pk, ok.pk}
+
+
+def row_of(page: str, job_id: int) -> str:
+    """The HTML of one job's row in a list page."""
+    match = re.search(rf"<tr>(?:(?!</tr>).)*?/{job_id}/change/.*?</tr>", page, re.S)
+    assert match, job_id
+    return match.group(0)
+
+
+def decode_error(message: str, path: str = "json.decoder.JSONDecodeError") -> dict:
+    return {
+        "exception_class_path": path,
+        "traceback": f"Traceback (most recent call last):\n{path}: {message}\n",
+        "message": f"{path}: {message}",
+    }
+
+
+def test_the_error_column_shows_the_latest_errors_class_and_first_line(admin_client_):
+    retried = job(
+        JobStatus.FAILED,
+        BOOM,
+        errors=[error("first try"), decode_error("Expecting value: line 1 column 1\nsecond line")],
+    )
+    recovered = job(JobStatus.SUCCESSFUL, errors=[error("flaky <b>once</b>")])
+    clean = job(JobStatus.SUCCESSFUL)
+    odd = job(JobStatus.FAILED, errors=[error("x"), "not an entry"])
+    page = text(admin_client_.get(JOBS))
+    cell = row_of(page, retried.pk)
+    assert "<strong>JSONDecodeError</strong> Expecting value: line 1 column 1</span>" in cell
+    assert 'title="json.decoder.JSONDecodeError: Expecting value: line 1 column 1"' in cell
+    assert "first try" not in cell and "second line" not in cell
+    earlier = row_of(page, recovered.pk)
+    assert 'class="dbtasks-error-cell dbtasks-earlier"' in earlier
+    assert "<strong>ValueError</strong> flaky &lt;b&gt;once&lt;/b&gt;" in earlier
+    assert "An earlier attempt failed" in earlier
+    assert 'field-error_column">–</td>' in row_of(page, clean.pk)
+    assert 'field-error_column">–</td>' in row_of(page, odd.pk)  # the latest is no entry
+
+
+def test_the_error_filter_lists_the_latest_classes_and_selects_by_them(admin_client_):
+    decoding = job(JobStatus.FAILED, BOOM, errors=[error("a"), decode_error("b")])
+    value = job(JobStatus.FAILED, BOOM, errors=[decode_error("a"), error("b")])
+    retrying = job(JobStatus.READY, BOOM, errors=[error("c")])
+    recovered = job(JobStatus.SUCCESSFUL, errors=[error("d")])
+    job(JobStatus.SUCCESSFUL)
+    job(JobStatus.FAILED, errors={"message": "malformed"})
+
+    def ids(query: dict) -> set[int]:
+        page = text(admin_client_.get(JOBS, query))
+        return {int(i) for i in re.findall(r'name="_selected_action" value="(\d+)"', page)}
+
+    sidebar = text(admin_client_.get(JOBS))
+    sidebar = sidebar[sidebar.index('id="changelist-filter"') :]
+    assert "By latest error" in sidebar
+    assert sidebar.index("ValueError (builtins)") < sidebar.index("JSONDecodeError (json.decoder)")
+    assert "?error=json.decoder.JSONDecodeError" in sidebar
+    assert ids({"error": "builtins.ValueError"}) == {value.pk, retrying.pk, recovered.pk}
+    assert ids({"error": "json.decoder.JSONDecodeError"}) == {decoding.pk}
+    assert ids({"error": "builtins.ValueError", "status__exact": "FAILED"}) == {value.pk}
+    assert ids({"error": "builtins.KeyError"}) == set()  # a class no job has: none
+    selected = text(admin_client_.get(JOBS, {"error": "builtins.KeyError"}))
+    assert re.search(r'<li class="selected">\s*<a href="\?error=builtins.KeyError">', selected)
+
+
+@pytest.mark.parametrize(
+    "value", ["ValueError", "not a class", "builtins.", "a" * 300, ".x", "x..y", "é.<b>"]
+)
+def test_an_error_filter_value_that_is_no_class_path_is_ignored_and_explained(admin_client_, value):
+    failed = job(JobStatus.FAILED, BOOM, errors=[error("a")])
+    other = job()
+    response = admin_client_.get(JOBS, {"error": value, "status__exact": "FAILED"})
+    assert response.status_code == 200
+    page = text(response)
+    assert [str(m) for m in response.context["messages"]] == [
+        f"The error filter was ignored: {shown(value)} is not an exception class path. "
+        "Pick a class in the filter, or give its dotted path, for example "
+        "?error=builtins.ValueError."
+    ]
+    # The other filters still apply.
+    rows = {int(i) for i in re.findall(r'name="_selected_action" value="(\d+)"', page)}
+    assert rows == {failed.pk} and other.pk not in rows
 
 
 def test_search_by_id_path_and_arguments_but_not_secrets(admin_client_):
@@ -146,6 +237,129 @@ def test_job_page_shows_pretty_arguments_every_traceback_and_its_schedule(admin_
     assert "héllo" in page
     assert reverse("admin:django_dbtasks_schedule_change", args=[schedule.pk]) in page
     assert 'name="retry"' in page and 'name="_save"' not in page
+
+
+LIBRARY_AND_OWN_FRAMES = (
+    "Traceback (most recent call last):\n"
+    '  File "/srv/app/.venv/lib/python3.12/site-packages/django_dbtasks/execution.py", '
+    "line 98, in run\n"
+    "    value = task.call(*args, **kwargs)\n"
+    '  File "/srv/app/shop/tasks.py", line 41, in import_orders\n'
+    "    return len(_order_lines(payload))\n"
+    "               ^^^^^^^^^^^^^^^^^^^^^\n"
+    '  File "/srv/app/shop/tasks.py", line 36, in _order_lines\n'
+    '    return json.loads(payload)["lines"]\n'
+    '  File "/usr/lib/python3.12/json/__init__.py", line 346, in loads\n'
+    "    return _default_decoder.decode(s)\n"
+    '  File "/usr/lib/python3.12/json/decoder.py", line 355, in raw_decode\n'
+    '    raise JSONDecodeError("Expecting value", s, err.value) from None\n'
+    "json.decoder.JSONDecodeError: Expecting value: line 1 column 1 (char 0)\n"
+)
+
+
+def test_a_failed_jobs_page_starts_with_its_latest_error_then_the_older_attempts(admin_client_):
+    first = {**error("connection reset"), "worker_id": "web-1-41-aaaaaa",
+             "started_at": "2026-05-04T10:00:01.250000+00:00",
+             "finished_at": "2026-05-04T10:00:02.500000+00:00"}  # fmt: skip
+    legacy = error("an entry from before per-attempt times")
+    latest = {
+        "exception_class_path": "json.decoder.JSONDecodeError",
+        "message": "json.decoder.JSONDecodeError: Expecting value: line 1 column 1 (char 0)\n"
+        "while reading the partner's export",
+        "traceback": LIBRARY_AND_OWN_FRAMES,
+        "worker_id": "web-2-42-bbbbbb",
+        "started_at": "2026-05-04 10:05:00.000",  # SQLite's spelling, UTC
+        "finished_at": "2026-05-04 10:05:12.300",
+    }
+    failed = job(JobStatus.FAILED, BOOM, attempts=3, max_attempts=3,
+                 errors=[first, legacy, latest], worker_ids=["web-1-41-aaaaaa"])  # fmt: skip
+    page = text(admin_client_.get(reverse("admin:django_dbtasks_job_change", args=[failed.pk])))
+    top = page.index('id="dbtasks-latest-error"')
+    assert top < page.index("<fieldset")  # before the job's fields
+    panel = page[top : page.index('class="dbtasks-older-title"')]
+    assert "<h2>Latest error</h2>" in page[page.index('id="dbtasks-attempts"') : top]
+    assert "Attempt 3.</strong> json.decoder.JSONDecodeError: Expecting value" in panel
+    # The message in full, both its lines.
+    assert (
+        '<pre class="dbtasks-message">Expecting value: line 1 column 1 (char 0)\n'
+        "while reading the partner&#x27;s export</pre>"
+    ) in panel
+    # The project's frames, listed, then highlighted in the full traceback, collapsed.
+    listed = re.findall(r'<code class="dbtasks-frame-where">([^<]*)</code>', panel)
+    assert listed == [
+        "/srv/app/shop/tasks.py, line 41, in import_orders",
+        "/srv/app/shop/tasks.py, line 36, in _order_lines",
+    ]
+    assert "<pre>return json.loads(payload)[&quot;lines&quot;]</pre>" in panel
+    assert '<details class="dbtasks-full-traceback">' in panel  # no "open": collapsed
+    marked = re.findall(r'<mark class="dbtasks-own-frame">(.*?)</mark>', panel, re.S)
+    assert [m.splitlines()[0].strip() for m in marked] == [
+        "File &quot;/srv/app/shop/tasks.py&quot;, line 41, in import_orders",
+        "File &quot;/srv/app/shop/tasks.py&quot;, line 36, in _order_lines",
+    ]
+    assert "site-packages" not in "".join(marked) and "json/decoder" not in "".join(marked)
+    assert "5 frames; your code highlighted" in panel
+    assert "(char 0)\n</pre>" in panel  # the traceback whole, to its last line
+    # Its facts: times with seconds (full precision on hover), worker, outcome.
+    started = '<span class="dbtasks-day">May 04</span> 10:05:00'
+    assert f'title="2026-05-04T10:05:00.000000+00:00 UTC">{started}' in panel
+    assert 'data-fact="duration">12.3 s<' in panel
+    assert 'href="/admin/django_dbtasks/worker/web-2-42-bbbbbb/change/"' in panel
+    assert 'data-fact="outcome">failed for good (attempt 3 of 3)<' in panel
+    # Then the older attempts, latest first; an entry from before the times were kept says so.
+    older = page[page.index('class="dbtasks-older-title"') : page.index("<fieldset")]
+    assert older.index("Attempt 2.</strong>") < older.index("Attempt 1.</strong>")
+    second = older[older.index("Attempt 2.") : older.index("Attempt 1.")]
+    assert second.count("not recorded") == 3  # start, end, worker
+    oldest = older[older.index("Attempt 1.") :]
+    assert "10:00:01" in oldest and "10:00:02" in oldest and ">1.2 s<" in oldest
+    assert 'href="/admin/django_dbtasks/worker/web-1-41-aaaaaa/change/"' in oldest
+    assert "failed; run again" in second and "failed; run again" in oldest
+    assert older.count('<details class="dbtasks-full-traceback">') == 2  # each collapsed
+    assert older.count("Traceback (1 frame; your code highlighted)") == 2
+
+
+def test_the_attempts_of_other_jobs_say_what_came_after(admin_client_):
+    def page_of(row: Job) -> str:
+        return text(admin_client_.get(reverse("admin:django_dbtasks_job_change", args=[row.pk])))
+
+    retrying = job(JobStatus.READY, BOOM, errors=[error("once")])
+    recovered = job(JobStatus.SUCCESSFUL, BOOM, errors=[error("once")])
+    ready = job()
+    _action(admin_client_, "cancel_jobs", [ready])
+    assert 'data-fact="outcome">failed; a retry is due<' in page_of(retrying)
+    page = page_of(recovered)
+    assert "<h2>Latest error (a later attempt succeeded)</h2>" in page
+    assert 'data-fact="outcome">failed; a later attempt succeeded<' in page
+    cancelled = page_of(Job.objects.get(pk=ready.pk))
+    assert "<h2>Cancelled</h2>" in cancelled and "cancelled before it ran" in cancelled
+    assert 'data-fact="started">did not run<' in cancelled
+    ended = re.search(r'data-fact="ended"><time datetime="([^"]+)"', cancelled)
+    assert ended and ended.group(1).startswith(str(timezone.now().year))  # stored at cancel
+    assert 'id="dbtasks-attempts"' not in page_of(job(JobStatus.SUCCESSFUL))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_records_each_attempts_times_and_worker(admin_client_):
+    """Two attempts of a task failing inside ``json``, run by a real worker."""
+    tasks.import_orders.enqueue("{not json")
+    assert run_worker().returncode == 0
+    failed = Job.objects.get(task_path=tasks.import_orders.module_path)
+    assert failed.status == JobStatus.FAILED and len(failed.errors) == 2
+    workers = {entry["worker_id"] for entry in failed.errors}
+    assert workers == set(failed.worker_ids) and len(workers) == 1
+    first, second = (attempts.attempt(n, e) for n, e in enumerate(failed.errors, 1))
+    assert first.started_at < first.finished_at <= second.started_at < second.finished_at
+    assert second.started_at == failed.last_attempted_at
+    assert second.finished_at == failed.finished_at
+    page = text(admin_client_.get(reverse("admin:django_dbtasks_job_change", args=[failed.pk])))
+    listed = re.findall(r'<code class="dbtasks-frame-where">([^<]*)</code>', page)
+    assert [where.rsplit(", in ", 1)[1] for where in listed] == ["import_orders", "_order_lines"]
+    assert all(where.startswith(str(ROOT / "tests" / "testapp")) for where in listed), listed
+    marked = re.findall(r'<mark class="dbtasks-own-frame">(.*?)</mark>', page, re.S)
+    assert len(marked) == 4  # the two frames, in each attempt's traceback
+    assert "json/decoder.py" in page and "django_dbtasks/execution.py" in page  # not marked
+    assert "json.decoder.JSONDecodeError: Expecting property name enclosed" in page
 
 
 def test_job_page_redacts_sensitive_arguments(admin_client_):
@@ -281,3 +495,28 @@ def test_non_staff_users_are_sent_to_the_login_page():
         assert response.status_code == 302 and "/admin/login/" in response["Location"], url
     anonymous = Client().get(OVERVIEW)
     assert anonymous.status_code == 302 and "/admin/login/" in anonymous["Location"]
+
+
+@pytest.mark.skipif(IS_POSTGRES, reason="SQLite's plan (test_admin_indexes checks PostgreSQL's)")
+def test_on_sqlite_the_error_filter_and_its_choices_read_the_latest_error_index():
+    from django_dbtasks import queries
+    from django_dbtasks.errors import LatestError
+
+    for _ in range(20):
+        job(JobStatus.FAILED, BOOM, errors=[error("x")])
+        job(JobStatus.SUCCESSFUL)
+    matching = Job.objects.alias(error_class=LatestError("exception_class_path"))
+    page = matching.filter(error_class="builtins.ValueError").order_by("-id")[:50]
+    statements = [
+        (queries.LATEST_ERROR_CLASSES_SQLITE.replace("%(limit)s", "50"), []),
+        page.query.sql_with_params(),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+        for sql, params in statements:
+            cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
+            steps = [row[3] for row in cursor.fetchall()]
+            reads = [step for step in steps if step.startswith(("SCAN", "SEARCH"))]
+            job_reads = [step for step in reads if "django_dbtasks_job" in step]
+            assert job_reads, steps
+            assert all("USING INDEX dbtasks_job_latest_error" in s for s in job_reads), steps

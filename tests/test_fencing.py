@@ -105,8 +105,16 @@ def test_batch_failure_retries_or_fails_only_jobs_the_worker_still_holds():
     rows = {job.pk: job for job in Job.objects.filter(pk__in=claimed)}
     for job_id in applied:
         row = rows[job_id]
-        assert row.errors == [error] and row.claimed_by == "" and row.lease_token is None
+        assert row.claimed_by == "" and row.lease_token is None and len(row.errors) == 1
         assert row.lease_expires_at is None and row.crashes == 0 and row.attempts == 1
+        # The worker's entry, plus what the row knew of the attempt (the database's clock).
+        entry = row.errors[0]
+        assert {key: entry[key] for key in error} == error
+        assert set(entry) == {*error, "started_at", "finished_at", "worker_id"}
+        assert entry["worker_id"] == "w"
+        assert queries._when(entry["started_at"]) == row.last_attempted_at
+        ended = queries._when(entry["finished_at"])
+        assert ended == (row.finished_at or ended) and ended >= row.last_attempted_at
     assert rows[retried].finished_at is None
     assert rows[retried].run_after > before + dt.timedelta(seconds=50)
     assert rows[given_up].finished_at is not None and rows[last].finished_at is not None

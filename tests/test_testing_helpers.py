@@ -43,12 +43,22 @@ def comparable(job: Job) -> dict:
     return {
         "status": job.status,
         "attempts": job.attempts,
-        "errors": job.errors,
+        "errors": [comparable_error(entry, job) for entry in job.errors],
         "return_value": job.return_value,
         "finished": job.finished_at is not None,
         "workers": len(job.worker_ids),
         "claimed_by": job.claimed_by,
         "lease_token": job.lease_token,
+    }
+
+
+def comparable_error(entry: dict, job: Job) -> dict:
+    """An error entry, its attempt's times and worker (which differ between runs) as checks."""
+    return {
+        **entry,
+        "started_at": entry.get("started_at") is not None,
+        "finished_at": entry.get("finished_at") is not None,
+        "worker_id": entry.get("worker_id") in job.worker_ids,
     }
 
 

@@ -10,8 +10,10 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.contrib.admin.utils import quote
+from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 #: Badge colours per status, readable in the admin's light and dark themes.
@@ -35,6 +37,19 @@ def status_badge(status: str, label: str) -> SafeString:
     )
 
 
+def task_path(path: str) -> SafeString:
+    """A task path that a narrow column breaks before the function's name, not inside it.
+
+    The module (``myproject.billing.tasks.``) is small and quiet, the
+    function's name at full size; the text is still the whole path, so a
+    search of the page, a screen reader and a copy see it unchanged.
+    """
+    module, dot, name = printable(path).rpartition(".")
+    if not dot:
+        return format_html("{}", name)
+    return format_html('<span class="dbtasks-module">{}.</span><wbr>{}', module, name)
+
+
 def progress_bar(percent: int | None, message: str) -> SafeString:
     """A native progress bar and the task's last message (indeterminate when no percentage)."""
     if percent is None:
@@ -51,17 +66,42 @@ def progress_bar(percent: int | None, message: str) -> SafeString:
     return format_html('{} <span class="dbtasks-progress-message">{}</span>', bar, message)
 
 
-def moment(value: datetime | None) -> SafeString | str:
-    """A compact local time for list columns ("Nov 22 13:34:05"), the full one on hover."""
+def moment(value: datetime | None, missing: str = "–") -> SafeString | str:
+    """A compact local time for list columns ("Nov 22 13:34:05"), the full one on hover.
+
+    The day and the time are two parts, so a narrow column puts the time
+    under the day rather than pushing the next columns away.
+    """
     if value is None:
-        return "–"
+        return missing
     local = timezone.localtime(value)
     return format_html(
-        '<time datetime="{}" title="{}">{}</time>',
+        '<time datetime="{}" title="{}"><span class="dbtasks-day">{}</span> {}</time>',
         value.isoformat(),
-        local.isoformat(sep=" ", timespec="milliseconds"),
-        local.strftime("%b %d %H:%M:%S"),
+        precise(value),
+        local.strftime("%b %d"),
+        local.strftime("%H:%M:%S"),
     )
+
+
+def moment_long(value: datetime | None, missing: str = "–") -> SafeString | str:
+    """A local time for a page: ``2026-12-02 18:28:18 UTC (12.3 s ago)``, the full one on hover."""
+    if value is None:
+        return missing
+    local = timezone.localtime(value)
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time> <span class="dbtasks-ago">({})</span>',
+        value.isoformat(),
+        precise(value),
+        local.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        ago(value),
+    )
+
+
+def precise(value: datetime) -> str:
+    """A time to the microsecond, in the current time zone, with its offset and name."""
+    local = timezone.localtime(value)
+    return f"{local.isoformat(timespec='microseconds')} {local.tzname() or ''}".rstrip()
 
 
 def printable(value: Any) -> str:
@@ -90,6 +130,54 @@ def malformed(what: str, value: Any) -> SafeString:
     )
 
 
+#: Characters of the latest error's message the job list loads per row.
+ERROR_PREVIEW_CHARS = 300
+
+
+def exception_label(path: str) -> str:
+    """``ValueError (builtins)``: the class first, where it comes from after."""
+    module, _, name = path.rpartition(".")
+    return f"{name} ({module})" if module else name
+
+
+def first_line(message: str, path: str) -> str:
+    """The first line of an error's message, without the class it often starts with.
+
+    Python writes ``ValueError: ...`` for builtins and the full path
+    (``json.decoder.JSONDecodeError: ...``) for other classes.
+    """
+    lines = message.strip().splitlines()
+    line = lines[0] if lines else ""
+    for name in (path, path.rpartition(".")[2]):
+        if line == name:
+            return ""
+        if line.startswith(f"{name}:"):
+            return line[len(name) + 1 :].strip()
+    return line
+
+
+def error_summary(path: Any, message: Any, earlier: bool = False) -> SafeString:
+    """The job list's error cell: the class in bold, then the message's first line.
+
+    ``earlier`` marks the error of a job that succeeded afterwards (muted).
+    The cell is cut by CSS to its column; the whole line is in the tooltip.
+    """
+    path, message = printable(path), printable(message)
+    name = path.rpartition(".")[2]
+    line = first_line(message, path)
+    title = f"{path}: {line}" if line else path
+    if earlier:
+        title = f"An earlier attempt failed ({title}); the job then succeeded."
+    return format_html(
+        '<span class="dbtasks-error-cell{}" title="{}"><strong>{}</strong>{}{}</span>',
+        " dbtasks-earlier" if earlier else "",
+        title,
+        name,
+        " " if line else "",
+        line,
+    )
+
+
 def short_call(args: Any, kwargs: Any, limit: int = 80) -> str:
     """``1, "a", key=2`` cut to ``limit`` characters, for one line of a list.
 
@@ -106,19 +194,23 @@ def short_call(args: Any, kwargs: Any, limit: int = 80) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """``850 ms``, ``12.3 s``, ``4 min 05 s``, ``2 h 03 min``, ``3 d 4 h``."""
+    """``850 ms``, ``12.3 s``, ``4 min 5 s``, ``2 h 3 min``, ``3 d 4 h`` (``4 min``: no zero)."""
     if seconds is None:
         return "–"
-    if seconds < 1:
+    if seconds < 0.9995:  # what would round to "1000 ms" reads "1.0 s"
         return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
+    if seconds < 59.95:  # and what would round to "60.0 s", "1 min"
         return f"{seconds:.1f} s"
-    whole = int(seconds)
+    whole = max(60, int(seconds))
     if whole < 3600:
-        return f"{whole // 60} min {whole % 60:02d} s"
+        return _two(whole // 60, "min", whole % 60, "s")
     if whole < 86400:
-        return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
-    return f"{whole // 86400} d {whole % 86400 // 3600} h"
+        return _two(whole // 3600, "h", whole % 3600 // 60, "min")
+    return _two(whole // 86400, "d", whole % 86400 // 3600, "h")
+
+
+def _two(first: int, unit: str, second: int, second_unit: str) -> str:
+    return f"{first} {unit}" if second == 0 else f"{first} {unit} {second} {second_unit}"
 
 
 def between(start: datetime | None, end: datetime | None) -> float | None:
@@ -136,3 +228,23 @@ def ago(moment: datetime | None) -> str:
     if seconds < 0:
         return f"in {duration(-seconds)}"
     return f"{duration(seconds)} ago"
+
+
+def worker_links(ids: list[Any]) -> SafeString:
+    """Links to workers' pages; an id that is not text or a number is shown, unlinked."""
+    return format_html_join(
+        ", ",
+        "{}",
+        (
+            (
+                format_html(
+                    '<a href="{}">{}</a>',
+                    reverse("admin:django_dbtasks_worker_change", args=[quote(str(w))]),
+                    w,
+                )
+                if isinstance(w, str | int) and not isinstance(w, bool) and str(w)
+                else json_text(w),
+            )
+            for w in ids
+        ),
+    )

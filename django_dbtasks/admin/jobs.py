@@ -16,31 +16,35 @@ by an older or buggy version) are shown as stored, marked "malformed".
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.contrib.admin.utils import flatten_fieldsets, quote
+from django.contrib.admin.utils import flatten_fieldsets
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet, TextField
-from django.db.models.functions import Cast
+from django.db.models.functions import Cast, Substr
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
 from django.utils.functional import cached_property
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from .. import registry
+from .. import queries, registry
+from ..conf import shown
+from ..errors import LatestError
 from ..models import Job, JobStatus
 from ..sensitive import REDACTED
-from . import display, operations, setup
+from . import attempts, display, operations, setup
 from .lookups import CheckedChangeList, DeclaredLookupsOnly
 from .overview import overview_view
+from .times import TimesWithSeconds
 
 RETRY_RULE = "only failed or cancelled jobs can be retried"
 CANCEL_RULE = "only ready jobs can be cancelled; a running job is not interrupted"
@@ -61,7 +65,8 @@ class CappedPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         object_list: Any = self.object_list
-        counted = object_list[: self.cap + 1].count()
+        # Ids only: the list's annotations (the latest error) would be computed per row.
+        counted = object_list.values("pk")[: self.cap + 1].count()
         self.capped = counted > self.cap
         return min(counted, self.cap)
 
@@ -155,6 +160,58 @@ class TaskFilter(FixedChoicesFilter):
         return registry.registered_paths()
 
 
+#: An exception class path as ``exception_path`` writes it: ``module.Qualified.Name``.
+EXCEPTION_PATH = re.compile(r"(?:[^\W\d]\w*|<locals>)(?:\.(?:[^\W\d]\w*|<locals>))+")
+
+
+class LatestErrorFilter(admin.SimpleListFilter):
+    """Jobs by their latest error's exception class, as the error column shows it.
+
+    The choices come from ``queries.latest_error_classes`` (one index probe
+    per class, at most ``most``), the rows from the same index: neither reads
+    jobs that never failed. A value that cannot be a class path is ignored,
+    with a message saying what the filter takes.
+    """
+
+    title = "latest error"
+    parameter_name = "error"
+    #: Classes listed at most (the rarest beyond it are reached by their URL).
+    most = 50
+
+    def __init__(self, request: HttpRequest, params: Any, model: Any, model_admin: Any) -> None:
+        super().__init__(request, params, model, model_admin)
+        value = self.value()
+        # A NUL character gets the "invalid lookup" answer of every filter (CheckedChangeList),
+        # a redirect: a message here would show on the page after it.
+        if value is not None and "\x00" not in value and not self.is_class_path(value):
+            del self.used_parameters[self.parameter_name]
+            messages.warning(
+                request,
+                f"The error filter was ignored: {shown(value)} is not an exception class "
+                "path. Pick a class in the filter, or give its dotted path, for example "
+                "?error=builtins.ValueError.",
+            )
+
+    @staticmethod
+    def is_class_path(value: str) -> bool:
+        return len(value) <= 255 and EXCEPTION_PATH.fullmatch(value) is not None
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        paths = queries.latest_error_classes(setup.connection(), self.most)
+        value = self.value()
+        if value is not None and value not in paths and self.is_class_path(value):
+            paths.append(value)  # a class beyond the first ``most`` stays selectable
+        return [(path, display.exception_label(path)) for path in paths]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value is None:
+            return queryset
+        return queryset.alias(_error_class=LatestError("exception_class_path")).filter(
+            _error_class=value
+        )
+
+
 class EnqueuedFilter(admin.DateFieldListFilter):
     """Django's date filter; a date typed without a time zone is read in the current one.
 
@@ -187,47 +244,22 @@ def is_job_id(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
-def worker_links(ids: list[Any]) -> SafeString:
-    """Links to workers' pages; an id that is not text or a number is shown, unlinked."""
-    return format_html_join(
-        ", ",
-        "{}",
-        (
-            (
-                format_html(
-                    '<a href="{}">{}</a>',
-                    reverse("admin:django_dbtasks_worker_change", args=[quote(str(w))]),
-                    w,
-                )
-                if isinstance(w, str | int) and not isinstance(w, bool) and str(w)
-                else display.json_text(w),
-            )
-            for w in ids
-        ),
-    )
-
-
-def error_lines(entry: Any) -> tuple[str, str]:
-    """One failed attempt's summary and traceback; an entry of the wrong shape, as stored."""
-    if not isinstance(entry, dict):
-        return "Malformed entry, shown as stored:", display.json_text(entry)
-    summary = entry.get("message") or entry.get("exception_class_path") or ""
-    return display.printable(summary), display.printable(entry.get("traceback") or "")
-
-
-class JobAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
+class JobAdmin(DeclaredLookupsOnly, TimesWithSeconds, admin.ModelAdmin):
+    # What triage reads first comes first, narrow enough for 1366 px with both sidebars
+    # open (see styles.html); the rest follows and scrolls.
     list_display = [
         "id",
         "task",
         "status_column",
-        "queue_column",
-        "priority",
-        "attempts_column",
-        "enqueued_column",
-        "started_column",
+        "error_column",
         "finished_column",
         "duration_column",
+        "attempts_column",
+        "queue_column",
         "worker_column",
+        "enqueued_column",
+        "started_column",
+        "priority",
         "call_column",
     ]
     list_display_links = ["id", "task"]
@@ -244,6 +276,7 @@ class JobAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
         AliasFilter,
         QueueFilter,
         TaskFilter,
+        LatestErrorFilter,
         ("enqueued_at", EnqueuedFilter),
     ]
     # A worker's "running jobs" link, and a schedule's "jobs of this schedule".
@@ -303,9 +336,8 @@ class JobAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
             },
         ),
     ]
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [str(name) for name in flatten_fieldsets(self.fieldsets or [])]
+    # Every field is read-only: jobs change through the actions only.
+    readonly_fields = flatten_fieldsets(fieldsets)
 
     # Read-only, except through the actions
 
@@ -330,8 +362,12 @@ class JobAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
         queryset = super().get_queryset(request)
         match = request.resolver_match
         if match is not None and match.url_name == "django_dbtasks_job_changelist":
-            # Tracebacks and return values can be large; the list shows neither.
-            queryset = queryset.defer("errors", "return_value", "lease_token")
+            # Tracebacks and return values can be large; the list shows neither, only
+            # the latest error's class and the start of its one-line message.
+            queryset = queryset.defer("errors", "return_value", "lease_token").annotate(
+                error_class=LatestError("exception_class_path"),
+                error_message=Substr(LatestError("message"), 1, display.ERROR_PREVIEW_CHARS),
+            )
         return queryset
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
@@ -367,15 +403,31 @@ class JobAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
     # Columns
 
     @admin.display(description="task", ordering="task_path")
-    def task(self, job: Job) -> str:
-        return job.task_path
+    def task(self, job: Job) -> SafeString:
+        return display.task_path(job.task_path)
 
     @admin.display(description="status")
     def status_column(self, job: Job) -> SafeString:
         badge = display.status_badge(job.status, job.get_status_display())
         if job.status != JobStatus.RUNNING:
             return badge
-        return format_html("{} {}", badge, display.progress_bar(job.progress, job.progress_message))
+        return format_html(
+            '{}<span class="dbtasks-status-detail">{}</span>',
+            badge,
+            display.progress_bar(job.progress, job.progress_message),
+        )
+
+    @admin.display(description="error")
+    def error_column(self, job: Job) -> SafeString | str:
+        """The latest error's class and the first line of its message (none: "–")."""
+        path = getattr(job, "error_class", None)
+        if path is None:
+            return "–"
+        return display.error_summary(
+            path,
+            getattr(job, "error_message", None) or "",
+            earlier=job.status == JobStatus.SUCCESSFUL,
+        )
 
     @admin.display(description="queue")
     def queue_column(self, job: Job) -> str:
@@ -408,9 +460,9 @@ class JobAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
         """Who holds the job now, else who ran it last."""
         ran: Any = job.worker_ids
         if job.claimed_by:
-            return worker_links([job.claimed_by])
+            return display.worker_links([job.claimed_by])
         if isinstance(ran, list) and ran:
-            return worker_links(ran[-1:])
+            return display.worker_links(ran[-1:])
         return "–" if ran in (None, []) else "malformed"
 
     @admin.display(description="arguments")
@@ -451,20 +503,17 @@ class JobAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
 
     @admin.display(description="errors")
     def errors_display(self, job: Job) -> SafeString | str:
-        """Every failed attempt, oldest first: its one-line summary and its traceback."""
+        """Where the failed attempts are (the top of the page), or the value if malformed."""
         errors: Any = job.errors
         if errors is None or errors == []:
             return "–"
         if not isinstance(errors, list):
             return display.malformed("errors should be a JSON list", errors)
-        return format_html_join(
-            "",
-            '<div class="dbtasks-error"><p><strong>{}.</strong> {}</p>'
-            '<pre class="dbtasks-traceback">{}</pre></div>',
-            (
-                (f"Attempt {number}", *error_lines(entry))
-                for number, entry in enumerate(errors, start=1)
-            ),
+        count = len(errors)
+        return format_html(
+            '<a href="#dbtasks-attempts">{} failed attempt{}</a>, shown at the top of this page.',
+            count,
+            "" if count == 1 else "s",
         )
 
     @admin.display(description="schedule")
@@ -481,7 +530,7 @@ class JobAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
             return "–"
         if not isinstance(ran, list):
             return display.malformed("worker_ids should be a JSON list", ran)
-        return worker_links(ran)
+        return display.worker_links(ran)
 
     # Actions
 
@@ -551,6 +600,9 @@ class JobAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
         form_url: str = "",
         obj: Any = None,
     ) -> HttpResponse:
+        if obj is not None:
+            context["attempts"] = attempts.history(obj)
+            context["attempts_title"] = attempts.title(obj, context["attempts"])
         operate = obj is not None and self.can_operate(request)
         context["can_retry"] = operate and obj.status in (JobStatus.FAILED, JobStatus.CANCELLED)
         context["can_cancel"] = operate and obj.status == JobStatus.READY

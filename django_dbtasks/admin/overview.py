@@ -1,4 +1,5 @@
-"""The overview page: per queue, what waits, what runs, what finished and failed lately.
+"""The overview page: per queue, what waits, what runs, what finished and failed lately;
+per task, the last hour's throughput, failure rate and run times (p50, p95).
 
 Every number comes from a query bounded by an index (see ``queries``): what
 waits, runs and failed from ``inspection`` (the snapshot ``manage.py tasks``
@@ -7,7 +8,9 @@ reads too: READY rows through ``dbtasks_job_ready``, RUNNING rows through
 ``dbtasks_job_failed``), the last hour through a range on
 ``dbtasks_job_finished``. Successful jobs are counted for the last hour only:
 counting every successful job ever run would read the whole table. Live
-workers are the snapshot's, by the database's clock.
+workers are the snapshot's, by the database's clock. The per-task figures
+are one query over the same range, which reads at most ``TASK_SAMPLE``
+rows however busy the hour was (``queries.task_stats``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from . import display, setup
 
 #: Minutes the chart and the "last hour" figures cover.
 WINDOW = 60
+#: The most finished jobs the per-task figures read: a busy hour costs no more.
+TASK_SAMPLE = 20_000
 #: Seconds between two reloads of the page (``?refresh=N`` changes it, 0 stops it).
 REFRESH = 10
 
@@ -82,6 +87,73 @@ class QueueStats:
     @property
     def oldest_wait_text(self) -> str:
         return "–" if self.oldest_wait is None else display.duration(max(0.0, self.oldest_wait))
+
+
+@dataclass
+class TaskStats:
+    """One task's jobs finished in the window: how many, how many failed, how long they ran."""
+
+    path: str
+    alias: str = "default"
+    label: str = ""
+    successful: int = 0
+    failed: int = 0
+    p50: float | None = None
+    p95: float | None = None
+    #: Seconds since the oldest of these jobs finished.
+    oldest: float = 0.0
+    #: Minutes the figures cover: the window, or less when the sample was full.
+    minutes: float = WINDOW
+
+    @property
+    def finished(self) -> int:
+        return self.successful + self.failed
+
+    @property
+    def per_minute(self) -> float:
+        return self.finished / self.minutes if self.minutes else 0.0
+
+    @property
+    def failure_rate_text(self) -> str:
+        return "–" if not self.finished else f"{self.failed / self.finished:.1%}"
+
+    @property
+    def p50_text(self) -> str:
+        return display.duration(self.p50)
+
+    @property
+    def p95_text(self) -> str:
+        return display.duration(self.p95)
+
+
+@dataclass
+class TaskFigures:
+    """The per-task table, and how much of the window it covers."""
+
+    tasks: list[TaskStats]
+    #: Whether the window held more finished jobs than ``TASK_SAMPLE`` (the figures are
+    #: then those of the newest ones, over ``minutes``).
+    sampled: bool
+    minutes: float
+
+
+def collect_tasks() -> TaskFigures:
+    """The per-task figures of the window: one query (``queries.task_stats``)."""
+    rows = queries.task_stats(setup.connection(), WINDOW, TASK_SAMPLE)
+    found = [
+        TaskStats(path, alias, successful=ok, failed=failed, p50=p50, p95=p95, oldest=oldest)
+        for (alias, path), ok, failed, p50, p95, oldest in rows
+    ]
+    sampled = sum(entry.finished for entry in found) >= TASK_SAMPLE
+    minutes: float = WINDOW
+    if sampled:
+        minutes = max(max(entry.oldest for entry in found) / 60, 1 / 60)
+    several = len({entry.alias for entry in found}) > 1
+    for entry in found:
+        entry.minutes = minutes
+        entry.label = f"{entry.alias} / {entry.path}" if several else entry.path
+    found.sort(key=lambda entry: (-entry.failed, -entry.finished, entry.alias, entry.path))
+    return TaskFigures(found, sampled, minutes)
 
 
 def snapshot() -> inspection.Snapshot:
@@ -183,6 +255,8 @@ def overview_view(model_admin: Any) -> Callable[[HttpRequest], HttpResponse]:
             "title": "Task queues",
             "opts": model_admin.model._meta,
             "queues": [(entry, chart(entry)) for entry in queues],
+            "task_figures": collect_tasks(),
+            "sample": TASK_SAMPLE,
             "window": WINDOW,
             "refresh": refresh_seconds(request.GET.get("refresh", "")),
             "liveness": setup.liveness_seconds(),

@@ -33,6 +33,7 @@ from ..scheduler import CODE_OWNED_FIELDS, InvalidSchedule, Scheduler
 from ..serialization import MAX_NESTING, deeper_than
 from . import display, setup
 from .lookups import DeclaredLookupsOnly
+from .times import TimesWithSeconds
 
 
 def _refuse_constant(name: str) -> Any:
@@ -149,7 +150,7 @@ class ScheduleForm(forms.ModelForm):
         field.choices = choices
 
 
-class ScheduleAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
+class ScheduleAdmin(DeclaredLookupsOnly, TimesWithSeconds, admin.ModelAdmin):
     form = ScheduleForm
     list_display = [
         "name",

@@ -23,6 +23,7 @@ from ..inspection import queue_names
 from ..models import Job, JobStatus, Worker, WorkerQuerySet, WorkerState
 from . import display, setup
 from .lookups import CheckedChangeList, DeclaredLookupsOnly
+from .times import TimesWithSeconds
 
 #: Badge colours per state.
 STATE_COLOURS = {
@@ -66,7 +67,7 @@ class StateFilter(admin.SimpleListFilter):
         return queryset
 
 
-class WorkerAdmin(DeclaredLookupsOnly, admin.ModelAdmin):
+class WorkerAdmin(DeclaredLookupsOnly, TimesWithSeconds, admin.ModelAdmin):
     list_display = [
         "id",
         "state_column",

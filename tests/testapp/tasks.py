@@ -1,6 +1,7 @@
 """Tasks the test suite enqueues; each records its runs in ``Execution``."""
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -371,3 +372,17 @@ def interrupts_its_process():
     """As Ctrl-C in a terminal would, while the job runs."""
     os.kill(os.getpid(), signal.SIGINT)
     time.sleep(5)
+
+
+# For the admin's triage pages (tests/test_admin_jobs.py, tests/test_admin_browser.py): a
+# failure raised inside the standard library, called from the project's own code.
+
+
+def _order_lines(payload):
+    return json.loads(payload)["lines"]
+
+
+@task(max_attempts=2, retry_delay=0)
+def import_orders(payload):
+    """Parse a partner's order export: bad JSON fails inside ``json``, twice."""
+    return len(_order_lines(payload))
