@@ -6,7 +6,7 @@ each claimed job's wait (from due to claimed); ``Maintenance`` writes the lot
 with the heartbeat, one upsert into the ``Tally`` table (``queries.add_tallies``),
 and puts them back if the database was down. So the counters hold for workers
 on any number of hosts, never go down when old jobs are pruned, and cost the
-hot path a dict increment per job. What a SIGKILL'd worker counted since its
+hot path a few list and dict increments per job. What a SIGKILL'd worker counted since its
 last heartbeat (at most ``HEARTBEAT_INTERVAL`` of work) is lost with it.
 No SQL here, no Prometheus: ``metrics`` reads the table.
 """
@@ -65,11 +65,20 @@ def bucket_key(seconds: float) -> str:
 
 
 class Tallies:
-    """The amounts counted since the last write, by row of the ``Tally`` table."""
+    """The amounts counted since the last write, by row of the ``Tally`` table.
+
+    Outcomes go straight into ``pending``. Observations (run and wait times)
+    go into one list of bucket counts per histogram, ``[count per bucket...,
+    sum]``: an index and two additions per job instead of two rows' keys
+    built and hashed, since the worker's main process counts every job.
+    ``take()`` turns them into rows.
+    """
 
     def __init__(self, alias: str) -> None:
         self.alias = alias
         self.pending: defaultdict[Key, float] = defaultdict(float)
+        #: (metric, queue, task) -> counts per bucket of ``BUCKETS``, then the sum.
+        self.histograms: dict[tuple[str, str, str], list[float]] = {}
 
     def outcome(self, queue: str, task: str, outcome: str, alias: str | None = None) -> None:
         self.pending[(alias or self.alias, queue, task, OUTCOME, outcome)] += 1
@@ -84,11 +93,23 @@ class Tallies:
             self._observe(WAIT_SECONDS, queue, "", seconds)
 
     def _observe(self, metric: str, queue: str, task: str, seconds: float) -> None:
-        self.pending[(self.alias, queue, task, metric, bucket_key(seconds))] += 1
-        self.pending[(self.alias, queue, task, metric, "sum")] += max(0.0, seconds)
+        counts = self.histograms.get((metric, queue, task))
+        if counts is None:
+            counts = self.histograms[(metric, queue, task)] = [0.0] * (len(BUCKETS) + 1)
+        if seconds > 0.0:
+            counts[bisect.bisect_left(BUCKETS, seconds)] += 1
+            counts[-1] += seconds
+        else:
+            counts[0] += 1
 
     def take(self) -> list[tuple[Key, float]]:
         """Everything counted, sorted (so that concurrent upserts lock rows in one order)."""
+        for (metric, queue, task), counts in self.histograms.items():
+            for key, count in zip(BUCKET_KEYS, counts, strict=False):
+                if count:
+                    self.pending[(self.alias, queue, task, metric, key)] += count
+            self.pending[(self.alias, queue, task, metric, "sum")] += counts[-1]
+        self.histograms.clear()
         rows = sorted(self.pending.items())
         self.pending.clear()
         return rows
